@@ -1,0 +1,833 @@
+"""Identity: which device, which profile. The one entry point for DESIGN.md section 4.
+
+Ingestion, the native API and the admin call :func:`resolve_batch` (messages) and the merge
+services below; nothing else decides which profile a message belongs to.
+
+A batch is resolved set-based: a constant number of statements loads (and row-locks) every
+device, alias and profile the batch names, the rules run in memory in array order, and the
+outcome is written back with bulk statements. The caller wraps it all in one transaction and
+retries on :data:`RETRYABLE_ERRORS` (two requests creating the same user id or device at once:
+the loser's unique-constraint error makes it re-run and find the winner's row).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from profiles.attributes import AttributeOp, apply_ops
+from profiles.models import App, Device, DeviceBinding, Profile, ProfileAlias, ProfileMerge
+from pushapp.api import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+# Unique-constraint races and deadlocks are resolved by re-running the whole request.
+RETRYABLE_ERRORS = (IntegrityError, OperationalError)
+
+PLACEHOLDER_USER_IDS = frozenset(
+    {"", "null", "undefined", "none", "nil", "0", "-1", "anonymous", "guest", "[object object]"}
+)
+MAX_ID_LENGTH = 255
+
+DEVICE_FIELDS = (
+    "platform",
+    "os_name",
+    "os_version",
+    "model",
+    "manufacturer",
+    "app_version",
+    "app_build",
+    "sdk_name",
+    "sdk_version",
+    "locale",
+    "timezone",
+    "push_opt_in",
+)
+
+Action = Literal["message", "alias", "logout"]
+
+
+class IdentityError(ApplicationError):
+    """A message whose ids cannot be applied (placeholder user id, refused alias, ...)."""
+
+
+def user_id_problem(user_id: str) -> str | None:
+    """Why ``user_id`` cannot name a person, or None when it can."""
+    if len(user_id) > MAX_ID_LENGTH:
+        return f"user id is longer than {MAX_ID_LENGTH} characters"
+    if user_id.strip().lower() in PLACEHOLDER_USER_IDS:
+        return f"{user_id!r} is a placeholder, not a user id"
+    return None
+
+
+@dataclass
+class IdentityRequest:
+    """The identity part of one message."""
+
+    index: int
+    timestamp: datetime
+    device_key: str | None = None
+    user_id: str | None = None
+    previous_id: str | None = None
+    action: Action = "message"
+    device_fields: dict[str, Any] = field(default_factory=dict)
+    device_attributes: dict[str, Any] = field(default_factory=dict)
+    push_token: str | None = None
+    attribute_ops: list[AttributeOp] = field(default_factory=list)
+
+
+@dataclass
+class Resolved:
+    profile: Profile | None = None
+    device: Device | None = None
+    error: ApplicationError | None = None
+
+
+@dataclass
+class _Binding:
+    bound_at: datetime
+    profile: Profile
+
+
+class BatchResolver:
+    """Resolves one batch of identity requests for one app (use :func:`resolve_batch`)."""
+
+    def __init__(self, *, app: App, requests: list[IdentityRequest]) -> None:
+        self.app = app
+        self.requests = requests
+        self.devices: dict[str, Device] = {}
+        self.profiles: dict[int, Profile] = {}
+        self.by_user_id: dict[str, Profile] = {}
+        self.aliases: dict[str, Profile] = {}
+        self.history: dict[str, list[_Binding]] = {}
+        self.new_profiles: list[Profile] = []
+        self.new_devices: list[Device] = []
+        self.new_bindings: list[tuple[Device, _Binding, str]] = []
+        self.new_aliases: list[tuple[str, Profile]] = []
+        self.merges: list[ProfileMerge] = []
+        self.dirty_profiles: dict[int, Profile] = {}
+        self.dirty_devices: dict[int, Device] = {}
+        self.tokens_claimed: dict[str, Device] = {}
+        # Merge targets decided in this batch, by source object (a new source has no pk yet).
+        self.merge_targets: dict[int, Profile] = {}
+
+    # -- loading: a constant number of statements -------------------------------------------
+
+    def load(self) -> None:
+        device_keys: set[str] = set()
+        user_keys: set[str] = set()
+        for request in self.requests:
+            if request.device_key:
+                device_keys.add(request.device_key)
+            if request.user_id:
+                user_keys.add(request.user_id)
+            if request.previous_id:
+                device_keys.add(request.previous_id)
+                user_keys.add(request.previous_id)
+        devices = (
+            list(
+                Device.objects.filter(app=self.app, device_id__in=device_keys)
+                .order_by("pk")
+                .select_for_update()
+            )
+            if device_keys
+            else []
+        )
+        self.devices = {device.device_id: device for device in devices}
+        alias_rows = (
+            list(
+                ProfileAlias.objects.filter(app=self.app, alias__in=user_keys).values_list(
+                    "alias", "profile_id"
+                )
+            )
+            if user_keys
+            else []
+        )
+        wanted = Q(pk__in={device.profile_id for device in devices if device.profile_id}) | Q(
+            pk__in={profile_id for _, profile_id in alias_rows}
+        )
+        if user_keys:
+            wanted |= Q(user_id__in=user_keys)
+        self._load_profiles(wanted)
+        for alias, profile_id in alias_rows:
+            self.aliases[alias] = self.profiles[profile_id]
+        for device in devices:
+            device.profile = self.profiles[device.profile_id]
+        self._load_history()
+
+    def _load_profiles(self, wanted: Q) -> None:
+        """Lock the profiles ``wanted`` names and the live ends of their merge chains."""
+        base = Profile.objects.filter(app=self.app)
+        hop1 = base.filter(wanted).values("merged_into_id")
+        hop2 = base.filter(pk__in=hop1).values("merged_into_id")
+        query = base.filter(wanted | Q(pk__in=hop1) | Q(pk__in=hop2))
+        loaded = list(query.order_by("pk").select_for_update())
+        for profile in loaded:
+            self._remember(profile)
+        # Chains longer than two hops are rare (the merge task shortens them): follow the rest.
+        missing = self._unloaded_targets(loaded)
+        while missing:
+            more = list(base.filter(pk__in=missing).order_by("pk").select_for_update())
+            for profile in more:
+                self._remember(profile)
+            missing = self._unloaded_targets(more)
+
+    def _unloaded_targets(self, profiles: list[Profile]) -> set[int]:
+        return {
+            p.merged_into_id
+            for p in profiles
+            if p.merged_into_id is not None and p.merged_into_id not in self.profiles
+        }
+
+    def _remember(self, profile: Profile) -> None:
+        self.profiles[profile.pk] = profile
+        if profile.user_id is not None:
+            self.by_user_id[profile.user_id] = profile
+
+    def _load_history(self) -> None:
+        """Binding history, only for devices that have messages older than their binding."""
+        late = {
+            request.device_key
+            for request in self.requests
+            if request.device_key in self.devices
+            and request.timestamp < self.devices[request.device_key].binding_changed_at
+        }
+        if not late:
+            return
+        rows = list(
+            DeviceBinding.objects.filter(device__in=[self.devices[key] for key in late])
+            .order_by("device_id", "bound_at", "pk")
+            .values_list("device_id", "bound_at", "profile_id")
+        )
+        unknown = {profile_id for _, _, profile_id in rows if profile_id not in self.profiles}
+        if unknown:
+            self._load_profiles(Q(pk__in=unknown))
+        key_of = {self.devices[key].pk: key for key in late}
+        for device_pk, bound_at, profile_id in rows:
+            self.history.setdefault(key_of[device_pk], []).append(
+                _Binding(bound_at=bound_at, profile=self.profiles[profile_id])
+            )
+
+    # -- the rules, in memory, in array order ------------------------------------------------
+
+    def resolve(self) -> list[Resolved]:
+        results: list[Resolved] = []
+        for request in self.requests:
+            try:
+                results.append(self._resolve_one(request))
+            except IdentityError as error:
+                results.append(Resolved(error=error))
+        return results
+
+    def _resolve_one(self, request: IdentityRequest) -> Resolved:
+        for user_key in (request.user_id, request.previous_id):
+            if user_key is not None and (problem := user_id_problem(user_key)):
+                raise IdentityError(problem, code="invalid_user_id")
+        if request.action == "alias":
+            return self._alias(request)
+        at = request.timestamp
+        device: Device | None = None
+        profile: Profile
+        if request.device_key is not None:
+            device = self.devices.get(request.device_key)
+            if device is None:
+                # Rule 1; a first message that already carries a user id binds straight to
+                # that user's profile (the guest it would create would be merged at once).
+                owner = (
+                    self._user_profile(request.user_id, create=True) if request.user_id else None
+                )
+                device = self._new_device(request.device_key, owner or self._new_profile(None), at)
+                profile = self.live(device.profile)
+            elif request.action == "logout":
+                profile = self._logout(device, at)
+            elif request.user_id is not None:
+                profile = self._link(device, request.user_id, at)
+            else:
+                profile = self._profile_at(device, at)
+            self._update_device(device, request)
+        elif request.user_id is not None:
+            profile = self._user_profile(request.user_id, create=True)  # rule 7
+        else:
+            raise IdentityError("A message needs a device id or a user id.", code="missing_ids")
+        if request.attribute_ops:
+            self._apply_attributes(profile, request.attribute_ops, at)
+        return Resolved(profile=profile, device=device)
+
+    def live(self, profile: Profile) -> Profile:
+        """Rule 8: follow ``merged_into`` to the live profile."""
+        for _ in range(100):
+            target = self.merge_targets.get(id(profile))
+            if target is None:
+                if profile.merged_into_id is None:
+                    return profile
+                target = self.profiles[profile.merged_into_id]
+            profile = target
+        raise IdentityError("Merge chain too long (a cycle?)", code="merge_cycle")
+
+    def _user_profile(self, user_id: str, *, create: bool) -> Profile:
+        existing = self.by_user_id.get(user_id) or self.aliases.get(user_id)
+        if existing is not None:
+            return self.live(existing)
+        if not create:
+            raise IdentityError(f"Unknown user id {user_id!r}", code="not_found")
+        return self._new_profile(user_id)
+
+    def _lookup_user(self, user_id: str) -> Profile | None:
+        existing = self.by_user_id.get(user_id) or self.aliases.get(user_id)
+        return self.live(existing) if existing is not None else None
+
+    def _profile_at(self, device: Device, at: datetime) -> Profile:
+        """Device-only message: the profile the device was bound to at ``at``."""
+        if at >= device.binding_changed_at:
+            return self.live(device.profile)
+        history = self.history.get(device.device_id) or []
+        if not history:
+            return self.live(device.profile)
+        position = bisect.bisect_right([binding.bound_at for binding in history], at) - 1
+        return self.live(history[max(position, 0)].profile)
+
+    def _link(self, device: Device, user_id: str, at: datetime) -> Profile:
+        """Rules 2 to 4: a message carrying both the device's id and user id ``user_id``."""
+        target = self._lookup_user(user_id)
+        if at < device.binding_changed_at:
+            # Older than the device's latest binding change: recorded on the profile its ids
+            # name, the binding is left alone.
+            return target or self._new_profile(user_id)
+        current = self.live(device.profile)
+        if target is current:
+            return current
+        if target is None:
+            if current.kind == Profile.Kind.GUEST:
+                self._convert(current, user_id)  # rule 2: in place, nothing moves
+                return current
+            target = self._new_profile(user_id)  # rule 4, new user
+            self._rebind(device, target, at, DeviceBinding.Reason.LOGIN)
+            return target
+        if current.kind == Profile.Kind.GUEST:
+            self._rebind(device, target, at, DeviceBinding.Reason.IDENTIFY)  # rule 3
+            self._request_merge(current, target, ProfileMerge.Reason.IDENTIFY)
+        else:
+            self._rebind(device, target, at, DeviceBinding.Reason.LOGIN)  # rule 4
+        return target
+
+    def _logout(self, device: Device, at: datetime) -> Profile:
+        """Rule 5: the device gets a fresh guest profile."""
+        if at < device.binding_changed_at:
+            return self._profile_at(device, at)
+        guest = self._new_profile(None)
+        self._rebind(device, guest, at, DeviceBinding.Reason.LOGOUT)
+        return guest
+
+    def _alias(self, request: IdentityRequest) -> Resolved:
+        """Rule 7's alias(previousId, userId): like rules 2/3 for previousId's profile."""
+        previous_id, user_id = request.previous_id, request.user_id
+        if not previous_id or not user_id:
+            raise IdentityError("alias needs previousId and userId.", code="missing_ids")
+        at = request.timestamp
+        target = self._lookup_user(user_id)
+        source = self._lookup_user(previous_id)
+        device = self.devices.get(previous_id) if source is None else None
+        if source is None and device is not None:
+            source = self.live(device.profile)
+        if source is None:
+            # previousId was never seen: it becomes another id of userId's person.
+            target = target or self._new_profile(user_id)
+            self._add_alias(previous_id, target)
+            return Resolved(profile=target, device=device)
+        if target is None:
+            if source.kind == Profile.Kind.GUEST:
+                self._convert(source, user_id)
+            else:
+                self._add_alias(user_id, source)
+            return Resolved(profile=source, device=device)
+        if target is source:
+            return Resolved(profile=target, device=device)
+        if source.kind == Profile.Kind.IDENTIFIED:
+            raise IdentityError(
+                f"{previous_id!r} and {user_id!r} are two identified profiles; "
+                "they are only merged by staff (forced merge).",
+                code="alias_refused",
+            )
+        if device is not None and at >= device.binding_changed_at:
+            self._rebind(device, target, at, DeviceBinding.Reason.IDENTIFY)
+        self._request_merge(source, target, ProfileMerge.Reason.ALIAS)
+        return Resolved(profile=target, device=device)
+
+    # -- in-memory mutations, written by save() ----------------------------------------------
+
+    def _new_profile(self, user_id: str | None) -> Profile:
+        profile = Profile(
+            app=self.app,
+            user_id=user_id,
+            kind=Profile.Kind.IDENTIFIED if user_id else Profile.Kind.GUEST,
+            attributes={},
+            attribute_times={},
+        )
+        self.new_profiles.append(profile)
+        if user_id is not None:
+            self.by_user_id[user_id] = profile
+        return profile
+
+    def _new_device(self, device_key: str, profile: Profile, at: datetime) -> Device:
+        device = Device(
+            app=self.app,
+            device_id=device_key,
+            profile=profile,
+            binding_changed_at=at,
+            first_seen_at=at,
+            last_seen_at=at,
+            attributes={},
+        )
+        self.devices[device_key] = device
+        self.new_devices.append(device)
+        binding = _Binding(bound_at=at, profile=profile)
+        self.history[device_key] = [binding]
+        self.new_bindings.append((device, binding, DeviceBinding.Reason.FIRST_SEEN))
+        return device
+
+    def _convert(self, profile: Profile, user_id: str) -> None:
+        profile.user_id = user_id
+        profile.kind = Profile.Kind.IDENTIFIED
+        self.by_user_id[user_id] = profile
+        self._touch(profile)
+
+    def _rebind(self, device: Device, profile: Profile, at: datetime, reason: str) -> None:
+        history = self.history.get(device.device_id)
+        if history is None:
+            # No message of this batch was older than the binding being replaced, so that
+            # binding is all of the history a later message of the batch can need.
+            history = [_Binding(bound_at=device.binding_changed_at, profile=device.profile)]
+            self.history[device.device_id] = history
+        device.profile = profile
+        device.binding_changed_at = at
+        binding = _Binding(bound_at=at, profile=profile)
+        history.append(binding)
+        self.new_bindings.append((device, binding, reason))
+        if device.pk is not None:
+            self.dirty_devices[device.pk] = device
+
+    def _request_merge(self, source: Profile, target: Profile, reason: str) -> None:
+        """Rule 3: record the merge (outbox row) and make the source a tombstone at once."""
+        self.merge_targets[id(source)] = target
+        self.merges.append(
+            ProfileMerge(
+                app=self.app,
+                source=source,
+                target=target,
+                reason=reason,
+                source_snapshot=profile_snapshot(source),
+            )
+        )
+
+    def _add_alias(self, alias: str, profile: Profile) -> None:
+        self.aliases[alias] = profile
+        self.new_aliases.append((alias, profile))
+
+    def _apply_attributes(self, profile: Profile, ops: list[AttributeOp], at: datetime) -> None:
+        if apply_ops(
+            attributes=profile.attributes,
+            attribute_times=profile.attribute_times,
+            ops=ops,
+            at=at,
+        ):
+            self._touch(profile)
+
+    def _update_device(self, device: Device, request: IdentityRequest) -> None:
+        """Device facts from the newest message win; a late message does not roll them back."""
+        if request.push_token is not None:
+            self._claim_token(device, request.push_token)
+        if request.timestamp < device.last_seen_at and device.pk is not None:
+            return
+        changed = False
+        for name, value in request.device_fields.items():
+            if value is not None and getattr(device, name) != value:
+                setattr(device, name, value)
+                changed = True
+        for name, value in request.device_attributes.items():
+            if device.attributes.get(name) != value:
+                device.attributes[name] = value
+                changed = True
+        if changed and device.pk is not None:
+            self.dirty_devices[device.pk] = device
+
+    def _claim_token(self, device: Device, token: str) -> None:
+        """Rule 9: a push token belongs to one device of the app at a time."""
+        if device.push_token == token:
+            self.tokens_claimed[token] = device
+            return
+        previous_holder = self.tokens_claimed.get(token)
+        if previous_holder is not None and previous_holder is not device:
+            previous_holder.push_token = None
+        device.push_token = token or None
+        if token:
+            self.tokens_claimed[token] = device
+        if device.pk is not None:
+            self.dirty_devices[device.pk] = device
+
+    def _touch(self, profile: Profile) -> None:
+        if profile.pk is not None:
+            self.dirty_profiles[profile.pk] = profile
+
+    # -- writing: a constant number of statements --------------------------------------------
+
+    def save_identities(self) -> None:
+        """Insert the new profiles, devices, bindings, aliases and merges (they need pks before
+        events can point at them). Updates of existing rows wait for :meth:`save_activity`."""
+        if self.new_profiles:
+            # merged_into of a new source is set by save_activity's UPDATE: its target may be
+            # in this very INSERT.
+            Profile.objects.bulk_create(self.new_profiles)
+            for profile in self.new_profiles:
+                self.profiles[profile.pk] = profile
+        if self.tokens_claimed:
+            # Take the claimed tokens off every other device of the app first (rule 9).
+            Device.objects.filter(app=self.app, push_token__in=list(self.tokens_claimed)).exclude(
+                pk__in=[d.pk for d in self.tokens_claimed.values() if d.pk is not None]
+            ).update(push_token=None, updated_at=timezone.now())
+        if self.new_devices:
+            Device.objects.bulk_create(self.new_devices)
+        if self.new_bindings:
+            DeviceBinding.objects.bulk_create(
+                DeviceBinding(
+                    app=self.app,
+                    device=device,
+                    profile=binding.profile,
+                    bound_at=binding.bound_at,
+                    reason=reason,
+                )
+                for device, binding, reason in self.new_bindings
+            )
+        if self.new_aliases:
+            ProfileAlias.objects.bulk_create(
+                ProfileAlias(app=self.app, alias=alias, profile=profile)
+                for alias, profile in self.new_aliases
+            )
+        if self.merges:
+            ProfileMerge.objects.bulk_create(self.merges)
+            merge_ids = [merge.pk for merge in self.merges]
+            transaction.on_commit(lambda: merges_enqueue(merge_ids))
+
+    def save_activity(
+        self, activity: Iterable[tuple[Profile, Device | None, datetime, int]]
+    ) -> None:
+        """Counters and last seen for ``(profile, device, timestamp, new_events)`` of the stored
+        events, then one UPDATE for the profiles and one for the devices that changed."""
+        per_profile: dict[int, list[Any]] = defaultdict(lambda: [None, None, 0])
+        per_device: dict[int, datetime] = {}
+        for profile, device, at, count in activity:
+            entry = per_profile[profile.pk]
+            entry[0] = at if entry[0] is None else min(entry[0], at)
+            entry[1] = at if entry[1] is None else max(entry[1], at)
+            entry[2] += count
+            if device is not None and (device.pk not in per_device or per_device[device.pk] < at):
+                per_device[device.pk] = at
+        for profile_pk, (first, last, count) in per_profile.items():
+            profile = self.profiles[profile_pk]
+            if profile.first_seen_at is None or first < profile.first_seen_at:
+                profile.first_seen_at = first
+            if profile.last_seen_at is None or last > profile.last_seen_at:
+                profile.last_seen_at = last
+            profile.event_count += count
+            self.dirty_profiles[profile_pk] = profile
+        for profile in self.profiles.values():
+            target = self.merge_targets.get(id(profile))
+            if target is not None:
+                profile.merged_into = target
+                self.dirty_profiles[profile.pk] = profile
+        for device in self.devices.values():
+            seen = per_device.get(device.pk)
+            if seen is not None and seen > device.last_seen_at:
+                device.last_seen_at = seen
+                self.dirty_devices[device.pk] = device
+        now = timezone.now()
+        profiles = list(self.dirty_profiles.values())
+        for profile in profiles:
+            profile.updated_at = now
+        if profiles:
+            Profile.objects.bulk_update(
+                profiles,
+                [
+                    "user_id",
+                    "kind",
+                    "merged_into",
+                    "attributes",
+                    "attribute_times",
+                    "first_seen_at",
+                    "last_seen_at",
+                    "event_count",
+                    "updated_at",
+                ],
+            )
+        devices = list(self.dirty_devices.values())
+        for device in devices:
+            device.updated_at = now
+        if devices:
+            Device.objects.bulk_update(
+                devices,
+                [
+                    "profile",
+                    "binding_changed_at",
+                    "push_token",
+                    "last_seen_at",
+                    "updated_at",
+                    "attributes",
+                    *DEVICE_FIELDS,
+                ],
+            )
+
+
+def profile_snapshot(profile: Profile) -> dict[str, Any]:
+    """What a merge keeps of its source so an undo can restore it exactly."""
+    return {
+        "user_id": profile.user_id,
+        "kind": profile.kind,
+        "attributes": profile.attributes,
+        "attribute_times": profile.attribute_times,
+        "first_seen_at": profile.first_seen_at.isoformat() if profile.first_seen_at else None,
+        "last_seen_at": profile.last_seen_at.isoformat() if profile.last_seen_at else None,
+        "event_count": profile.event_count,
+        "session_count": profile.session_count,
+    }
+
+
+def resolve_batch(
+    *, app: App, requests: list[IdentityRequest]
+) -> tuple[BatchResolver, list[Resolved]]:
+    """Load, lock and resolve ``requests`` (inside the caller's transaction), insert the new
+    identity rows, and return the resolver (for :meth:`BatchResolver.save_activity`) with one
+    :class:`Resolved` per request, in order."""
+    resolver = BatchResolver(app=app, requests=requests)
+    resolver.load()
+    results = resolver.resolve()
+    resolver.save_identities()
+    return resolver, results
+
+
+def merges_enqueue(merge_ids: list[int]) -> None:
+    """Queue merge tasks after commit. A broker outage is logged, not raised: the merge rows
+    are already committed and the sweeper re-queues them."""
+    from profiles.tasks import profile_merge_run
+
+    for merge_id in merge_ids:
+        try:
+            profile_merge_run.delay(merge_id)
+        except Exception:  # the broker is down: the sweeper will pick the row up
+            logger.warning(
+                "could not enqueue merge %s; the sweeper will retry", merge_id, exc_info=True
+            )
+
+
+def in_retrying_transaction(work: Any, *, attempts: int = 5) -> Any:
+    """Run ``work()`` in a transaction, re-running it on unique-constraint races and deadlocks."""
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic():
+                return work()
+        except RETRYABLE_ERRORS as error:
+            if attempt == attempts - 1 or connection.in_atomic_block:
+                raise
+            logger.info(
+                "identity race (%s); retrying, attempt %d", type(error).__name__, attempt + 2
+            )
+    raise AssertionError("unreachable")
+
+
+# -- merges (rule 3 and staff merges): the outbox row is the truth, the task moves rows ---------
+
+MERGE_BATCH_SIZE = 5000
+STUCK_AFTER_SECONDS = 300
+PENDING_GRACE_SECONDS = 20
+
+
+def _lock_pair(first_id: int, second_id: int) -> dict[int, Profile]:
+    """Lock two profiles in id order (every writer locks in this order: no deadlock)."""
+    rows = Profile.objects.filter(pk__in=[first_id, second_id]).order_by("pk").select_for_update()
+    return {profile.pk: profile for profile in rows}
+
+
+def _live_locked(profile: Profile) -> Profile:
+    for _ in range(100):
+        if profile.merged_into_id is None:
+            return profile
+        profile = Profile.objects.select_for_update().get(pk=profile.merged_into_id)
+    raise RuntimeError("merge chain does not end")
+
+
+def merge_attributes(
+    *, source: Profile, target: Profile, set_once_keys: frozenset[str]
+) -> dict[str, Any]:
+    """Fold the source's attributes into the target's: the target wins on conflict, set-once
+    keys keep the earliest value. Returns the target's prior state of every key it changed."""
+    prior: dict[str, Any] = {}
+    for key, value in source.attributes.items():
+        source_time = source.attribute_times.get(key, "")
+        present = key in target.attributes
+        if present:
+            if key not in set_once_keys:
+                continue
+            target_time = target.attribute_times.get(key, "")
+            if not source_time or (target_time and target_time <= source_time):
+                continue
+        prior[key] = {
+            "present": present,
+            "value": target.attributes.get(key),
+            "time": target.attribute_times.get(key),
+        }
+        target.attributes[key] = value
+        if source_time:
+            target.attribute_times[key] = source_time
+    return prior
+
+
+def merge_run(*, merge_id: int) -> ProfileMerge:
+    """Run (or resume) a merge: idempotent, batched, safe to run twice or concurrently."""
+    from events.services import events_reassign
+    from profiles.models import ProfileField
+    from sessions_timeline.services import sessions_reassign
+
+    merge = ProfileMerge.objects.get(pk=merge_id)
+    if merge.status in (ProfileMerge.Status.DONE, ProfileMerge.Status.UNDONE):
+        return merge
+    now = timezone.now()
+    ProfileMerge.objects.filter(pk=merge_id).update(
+        status=ProfileMerge.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=merge.started_at or now,
+        heartbeat_at=now,
+    )
+    moved_events = 0
+    started = timezone.now()
+    while True:
+        with transaction.atomic():
+            profiles = _lock_pair(merge.source_id, merge.target_id)
+            source = profiles[merge.source_id]
+            batch = events_reassign(
+                source_id=source.pk,
+                target_id=_live_locked(profiles[merge.target_id]).pk,
+                limit=MERGE_BATCH_SIZE,
+            )
+            moved_events += batch
+            if batch:
+                target = _live_locked(profiles[merge.target_id])
+                Profile.objects.filter(pk=target.pk).update(event_count=F("event_count") + batch)
+                ProfileMerge.objects.filter(pk=merge_id).update(heartbeat_at=timezone.now())
+        if batch < MERGE_BATCH_SIZE:
+            break
+    with transaction.atomic():
+        merge = ProfileMerge.objects.select_for_update().get(pk=merge_id)
+        if merge.status == ProfileMerge.Status.DONE:
+            return merge
+        devices = list(
+            Device.objects.filter(profile_id=merge.source_id).order_by("pk").select_for_update()
+        )
+        profiles = _lock_pair(merge.source_id, merge.target_id)
+        source = profiles[merge.source_id]
+        target = _live_locked(profiles[merge.target_id])
+        # Events that arrived for the source between the last batch and this lock.
+        late_events = events_reassign(source_id=source.pk, target_id=target.pk, limit=10**9)
+        moved_events += late_events
+        if late_events:
+            Profile.objects.filter(pk=target.pk).update(event_count=F("event_count") + late_events)
+        moved_sessions = sessions_reassign(source_id=source.pk, target_id=target.pk)
+        for device in devices:
+            device.profile = target
+        Device.objects.filter(pk__in=[d.pk for d in devices]).update(
+            profile=target, updated_at=timezone.now()
+        )
+        DeviceBinding.objects.bulk_create(
+            DeviceBinding(
+                app_id=merge.app_id,
+                device=device,
+                profile=target,
+                bound_at=device.binding_changed_at,
+                reason=DeviceBinding.Reason.MERGE,
+            )
+            for device in devices
+        )
+        moved_aliases = list(
+            ProfileAlias.objects.filter(profile=source).values_list("alias", flat=True)
+        )
+        ProfileAlias.objects.filter(profile=source).update(profile=target)
+        repointed = list(Profile.objects.filter(merged_into=source).values_list("pk", flat=True))
+        Profile.objects.filter(pk__in=repointed).update(merged_into=target)
+        set_once = frozenset(
+            ProfileField.objects.filter(app_id=merge.app_id, set_once=True).values_list(
+                "key", flat=True
+            )
+        )
+        prior = merge_attributes(source=source, target=target, set_once_keys=set_once)
+        target.refresh_from_db(fields=["event_count", "session_count"])
+        merge.target_prior = {
+            "attributes": prior,
+            "first_seen_at": target.first_seen_at.isoformat() if target.first_seen_at else None,
+            "last_seen_at": target.last_seen_at.isoformat() if target.last_seen_at else None,
+        }
+        if source.first_seen_at and (
+            target.first_seen_at is None or source.first_seen_at < target.first_seen_at
+        ):
+            target.first_seen_at = source.first_seen_at
+        if source.last_seen_at and (
+            target.last_seen_at is None or source.last_seen_at > target.last_seen_at
+        ):
+            target.last_seen_at = source.last_seen_at
+        target.session_count += moved_sessions
+        target.save(
+            update_fields=[
+                "attributes",
+                "attribute_times",
+                "first_seen_at",
+                "last_seen_at",
+                "session_count",
+                "updated_at",
+            ]
+        )
+        source.event_count = 0
+        source.session_count = 0
+        source.merged_into = target
+        source.save(update_fields=["event_count", "session_count", "merged_into", "updated_at"])
+        finished = timezone.now()
+        merge.target = target
+        merge.status = ProfileMerge.Status.DONE
+        merge.finished_at = finished
+        merge.heartbeat_at = finished
+        merge.last_error = ""
+        merge.counts = {
+            "events": moved_events,
+            "sessions": moved_sessions,
+            "devices": [device.pk for device in devices],
+            "aliases": moved_aliases,
+            "tombstones": repointed,
+            "seconds": round((finished - started).total_seconds(), 3),
+        }
+        merge.save()
+    return merge
+
+
+def merges_sweep(*, now: datetime | None = None) -> int:
+    """Re-queue merges left pending (the broker was down at commit) or running with a stale
+    heartbeat (the worker died). Returns how many were queued."""
+    from datetime import timedelta
+
+    now = now or timezone.now()
+    stale = ProfileMerge.objects.filter(
+        Q(
+            status=ProfileMerge.Status.PENDING,
+            created_at__lt=now - timedelta(seconds=PENDING_GRACE_SECONDS),
+        )
+        | Q(
+            status=ProfileMerge.Status.RUNNING,
+            heartbeat_at__lt=now - timedelta(seconds=STUCK_AFTER_SECONDS),
+        )
+    ).values_list("pk", flat=True)
+    merge_ids = list(stale[:1000])
+    merges_enqueue(merge_ids)
+    return len(merge_ids)

@@ -1,0 +1,157 @@
+"""Typed factory_boy factories, one per model."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from events.models import Event
+from profiles.models import (
+    App,
+    AppMembership,
+    Device,
+    DeviceBinding,
+    Profile,
+    ProfileAlias,
+    ProfileField,
+    ProfileMerge,
+)
+from sessions_timeline.models import Session
+
+FIXED_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery")
+
+
+class AppFactory(factory.django.DjangoModelFactory[App]):
+    class Meta:
+        model = App
+
+    name = factory.Sequence(lambda n: f"App {n}")
+    write_key = factory.LazyFunction(lambda: "wk_" + secrets.token_urlsafe(24))
+    server_key_hash = factory.LazyFunction(
+        lambda: hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    )
+    server_key_prefix = "sk_factory"
+
+
+class AppMembershipFactory(factory.django.DjangoModelFactory[AppMembership]):
+    class Meta:
+        model = AppMembership
+
+    app = factory.SubFactory(AppFactory)
+    user = factory.SubFactory(UserFactory)
+    role = AppMembership.Role.VIEWER
+
+
+class ProfileFactory(factory.django.DjangoModelFactory[Profile]):
+    class Meta:
+        model = Profile
+
+    app = factory.SubFactory(AppFactory)
+    user_id = factory.Sequence(lambda n: f"user-{n}")
+    kind = factory.LazyAttribute(
+        lambda p: Profile.Kind.IDENTIFIED if p.user_id else Profile.Kind.GUEST
+    )
+    first_seen_at = FIXED_TIME
+    last_seen_at = FIXED_TIME
+
+
+class GuestProfileFactory(ProfileFactory):
+    user_id: Any = None
+
+
+class DeviceFactory(factory.django.DjangoModelFactory[Device]):
+    class Meta:
+        model = Device
+
+    app = factory.SubFactory(AppFactory)
+    device_id = factory.Sequence(lambda n: f"device-{n}")
+    profile = factory.SubFactory(GuestProfileFactory, app=factory.SelfAttribute("..app"))
+    binding_changed_at = FIXED_TIME
+    platform = "ios"
+    os_name = "iOS"
+    os_version = "18.1"
+    model = "iPhone16,2"
+    first_seen_at = FIXED_TIME
+    last_seen_at = FIXED_TIME
+
+
+class DeviceBindingFactory(factory.django.DjangoModelFactory[DeviceBinding]):
+    class Meta:
+        model = DeviceBinding
+
+    device = factory.SubFactory(DeviceFactory)
+    app = factory.SelfAttribute("device.app")
+    profile = factory.SelfAttribute("device.profile")
+    bound_at = FIXED_TIME
+    reason = DeviceBinding.Reason.FIRST_SEEN
+
+
+class ProfileFieldFactory(factory.django.DjangoModelFactory[ProfileField]):
+    class Meta:
+        model = ProfileField
+
+    app = factory.SubFactory(AppFactory)
+    key = factory.Sequence(lambda n: f"field_{n}")
+    label = factory.LazyAttribute(lambda f: f.key.replace("_", " ").title())
+    field_type = ProfileField.Type.STRING
+
+
+class ProfileAliasFactory(factory.django.DjangoModelFactory[ProfileAlias]):
+    class Meta:
+        model = ProfileAlias
+
+    profile = factory.SubFactory(ProfileFactory)
+    app = factory.SelfAttribute("profile.app")
+    alias = factory.Sequence(lambda n: f"alias-{n}")
+
+
+class ProfileMergeFactory(factory.django.DjangoModelFactory[ProfileMerge]):
+    class Meta:
+        model = ProfileMerge
+
+    target = factory.SubFactory(ProfileFactory)
+    app = factory.SelfAttribute("target.app")
+    source = factory.SubFactory(GuestProfileFactory, app=factory.SelfAttribute("..app"))
+    reason = ProfileMerge.Reason.IDENTIFY
+
+
+class SessionFactory(factory.django.DjangoModelFactory[Session]):
+    class Meta:
+        model = Session
+
+    device = factory.SubFactory(DeviceFactory)
+    app = factory.SelfAttribute("device.app")
+    profile = factory.SelfAttribute("device.profile")
+    started_at = FIXED_TIME
+    last_event_at = FIXED_TIME
+    event_count = 1
+
+
+class EventFactory(factory.django.DjangoModelFactory[Event]):
+    class Meta:
+        model = Event
+
+    profile = factory.SubFactory(ProfileFactory)
+    app = factory.SelfAttribute("profile.app")
+    type = Event.Type.TRACK
+    name = "Product Viewed"
+    properties = factory.LazyFunction(lambda: {"sku": "A-1"})
+    timestamp = FIXED_TIME
+    received_at = FIXED_TIME
+    message_id = factory.Sequence(lambda n: f"msg-{n}")
