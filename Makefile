@@ -37,11 +37,20 @@ lint: venv
 typecheck: venv
 	DEBUG=1 $(BIN)/mypy .
 
-pytest: venv services
+pytest: venv services sdk-deps
+	TEST_DATABASE_NAME=$${TEST_DATABASE_NAME:-test_pushapp_$$$$} \
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 \
 	SECRET_KEY=test-only-secret-key-not-for-production-0123456789 SECURE_SSL_REDIRECT=0 \
 	SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 ALLOWED_HOSTS="*" \
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The real Node SDKs that tests/events/test_real_sdks.py drives (reinstalled when the lock changes).
+SDK_DIR := tests/sdk
+sdk-deps: $(SDK_DIR)/node_modules/.installed
+
+$(SDK_DIR)/node_modules/.installed: $(SDK_DIR)/package-lock.json $(SDK_DIR)/package.json
+	npm ci --no-audit --no-fund --prefix $(SDK_DIR)
+	@touch $@
 
 test: lint typecheck pytest
 

@@ -11,12 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
+from events.api import schemas
 from events.ingestion import (
     MAX_MESSAGE_ID_LENGTH,
     IncomingMessage,
@@ -290,20 +292,44 @@ def _handle(request: HttpRequest, message_type: str | None) -> JsonResponse:
     return JsonResponse(result.as_json(), status=200)
 
 
-def _route(message_type: str | None):  # type: ignore[no-untyped-def]
-    @csrf_exempt
-    @require_POST
-    def view(request: HttpRequest) -> JsonResponse:
-        return _handle(request, message_type)
+class SegmentView(APIView):
+    """One Segment route. Keys and bodies are read by this module itself (the write key may
+    sit in the body; bodies may be gzip whatever their Content-Type)."""
 
-    view.__name__ = f"segment_{message_type or 'batch'}"
-    return view
+    message_type: str | None = None
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    parser_classes: list[Any] = []
+
+    def post(self, request: Request) -> HttpResponse:
+        return _handle(request._request, self.message_type)
 
 
-segment_identify = _route("identify")
-segment_track = _route("track")
-segment_screen = _route("screen")
-segment_page = _route("page")
-segment_group = _route("group")
-segment_alias = _route("alias")
-segment_batch = _route(None)
+def _segment_route(message_type: str | None, summary: str) -> type[SegmentView]:
+    request_schema = (
+        schemas.SegmentBatchSerializer if message_type is None else schemas.SegmentMessageSerializer
+    )
+
+    class Route(SegmentView):
+        @extend_schema(
+            request=request_schema,
+            responses={200: schemas.BatchResultSerializer},
+            summary=summary,
+            tags=["segment"],
+            auth=[{"writeKeyBasic": []}, {"bearerKey": []}, {}],  # type: ignore[list-item]
+        )
+        def post(self, request: Request) -> HttpResponse:
+            return super().post(request)
+
+    Route.message_type = message_type
+    Route.__name__ = Route.__qualname__ = f"Segment{(message_type or 'batch').title()}View"
+    return Route
+
+
+SegmentIdentifyView = _segment_route("identify", "Identify a user (Segment)")
+SegmentTrackView = _segment_route("track", "Track an event (Segment)")
+SegmentScreenView = _segment_route("screen", "Record a screen view (Segment)")
+SegmentPageView = _segment_route("page", "Record a page view (Segment)")
+SegmentGroupView = _segment_route("group", "Associate a user with a group (Segment)")
+SegmentAliasView = _segment_route("alias", "Alias a previous id to a user id (Segment)")
+SegmentBatchView = _segment_route(None, "Send a batch of messages (Segment)")

@@ -3,12 +3,12 @@ from django.urls import path
 from events.api import segment
 
 urlpatterns = [
-    path("identify", segment.segment_identify, name="segment-identify"),
-    path("track", segment.segment_track, name="segment-track"),
-    path("screen", segment.segment_screen, name="segment-screen"),
-    path("page", segment.segment_page, name="segment-page"),
-    path("group", segment.segment_group, name="segment-group"),
-    path("alias", segment.segment_alias, name="segment-alias"),
-    path("batch", segment.segment_batch, name="segment-batch"),
-    path("import", segment.segment_batch, name="segment-import"),
+    path("identify", segment.SegmentIdentifyView.as_view(), name="segment-identify"),
+    path("track", segment.SegmentTrackView.as_view(), name="segment-track"),
+    path("screen", segment.SegmentScreenView.as_view(), name="segment-screen"),
+    path("page", segment.SegmentPageView.as_view(), name="segment-page"),
+    path("group", segment.SegmentGroupView.as_view(), name="segment-group"),
+    path("alias", segment.SegmentAliasView.as_view(), name="segment-alias"),
+    path("batch", segment.SegmentBatchView.as_view(), name="segment-batch"),
+    path("import", segment.SegmentBatchView.as_view(), name="segment-import"),
 ]

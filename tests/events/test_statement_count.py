@@ -1,0 +1,156 @@
+"""The ingestion path runs a constant number of SQL statements per request, however many
+messages it holds. Counted at the wire: libpq's protocol trace of the connection sees every
+statement, including those sent through a raw psycopg cursor (the binary event insert)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from django.db import connection
+
+from events.models import Event
+from profiles.models import Device, Profile, ProfileMerge
+from tests.conftest import ApiApp
+
+pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def wire_statements() -> Iterator[list[str]]:
+    """Statements the client sends to PostgreSQL inside the block (Query or Execute messages)."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    statements: list[str] = []
+    with tempfile.NamedTemporaryFile("w+", delete=False) as trace:
+        path = trace.name
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        pgconn.trace(fd)
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+        yield statements
+    finally:
+        pgconn.untrace()
+        os.close(fd)
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                parts = line.split("\t")
+                if (
+                    len(parts) >= 3
+                    and parts[0] == "F"
+                    and parts[2].split(" ")[0] in {"Query", "Parse"}
+                ):
+                    statements.append(parts[3][:80] if len(parts) > 3 else parts[2])
+        os.unlink(path)
+
+
+def _mixed_batch(size: int, tag: str) -> list[dict]:
+    """Known and new devices, guest conversions, one merge-causing login, a backend event by
+    user id, and duplicates of already stored messages, in proportion to ``size``."""
+    share = max(1, size // 5)
+    batch: list[dict] = []
+    for i in range(share):
+        batch.append(
+            {
+                "type": "track",
+                "anonymousId": f"known-{i % 5}",
+                "event": "Viewed",
+                "messageId": f"{tag}-k{i}",
+            }
+        )
+    for i in range(share):
+        batch.append(
+            {
+                "type": "screen",
+                "anonymousId": f"{tag}-new-{i}",
+                "name": "Home",
+                "messageId": f"{tag}-n{i}",
+            }
+        )
+    for i in range(share):
+        batch.append(
+            {
+                "type": "identify",
+                "anonymousId": f"{tag}-new-{i}",
+                "userId": f"{tag}-user-{i}",
+                "traits": {"plan": "pro"},
+                "messageId": f"{tag}-i{i}",
+            }
+        )
+    batch.append(
+        {
+            "type": "identify",
+            "anonymousId": f"guest-{tag}",
+            "userId": "existing-user",
+            "messageId": f"{tag}-merge",
+        }
+    )
+    batch.append(
+        {
+            "type": "track",
+            "userId": "existing-user",
+            "event": "Invoice Paid",
+            "messageId": f"{tag}-server",
+        }
+    )
+    while len(batch) < size:
+        batch.append(
+            {
+                "type": "track",
+                "anonymousId": "known-0",
+                "event": "Viewed",
+                "messageId": f"seed-{len(batch) % 5}",
+            }
+        )
+    return batch[:size]
+
+
+def _seed(api_app: ApiApp) -> None:
+    seed = [
+        {"type": "track", "anonymousId": f"known-{i}", "event": "Opened", "messageId": f"seed-{i}"}
+        for i in range(5)
+    ]
+    seed.append(
+        {
+            "type": "identify",
+            "anonymousId": "someone",
+            "userId": "existing-user",
+            "messageId": "seed-user",
+        }
+    )
+    for tag in ("small", "large"):
+        seed.append(
+            {
+                "type": "track",
+                "anonymousId": f"guest-{tag}",
+                "event": "Browse",
+                "messageId": f"seed-guest-{tag}",
+            }
+        )
+    assert api_app.segment("batch", {"batch": seed}).json()["accepted"] == len(seed)
+
+
+def test_statements_per_batch_do_not_grow_with_the_batch(api_app: ApiApp) -> None:
+    _seed(api_app)
+    counts = {}
+    for tag, size in (("small", 10), ("large", 500)):
+        body = {"batch": _mixed_batch(size, tag)}
+        with wire_statements() as statements:
+            response = api_app.segment("batch", body)
+        assert response.status_code == 200
+        payload = response.json()
+        assert payload["rejected"] == 0, payload["errors"]
+        assert payload["duplicates"] >= 1
+        counts[size] = statements
+    # Each batch did real work: new devices, conversions, a merge.
+    assert Device.objects.filter(device_id__startswith="large-new-").count() == 100
+    assert Profile.objects.filter(user_id__startswith="large-user-").count() == 100
+    assert ProfileMerge.objects.filter(target__user_id="existing-user").count() == 2
+    assert Event.objects.filter(message_id__startswith="large-").count() == 302
+    assert len(counts[10]) == len(counts[500]), (counts[10], counts[500])
+    assert 8 <= len(counts[500]) <= 20, counts[500]
+    print("\n".join(counts[500]))
