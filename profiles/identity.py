@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from profiles.attributes import AttributeOp, apply_ops
@@ -643,14 +646,18 @@ def in_retrying_transaction(work: Any, *, attempts: int = 5) -> Any:
 
 # -- merges (rule 3 and staff merges): the outbox row is the truth, the task moves rows ---------
 
-MERGE_BATCH_SIZE = 5000
-STUCK_AFTER_SECONDS = 300
-PENDING_GRACE_SECONDS = 20
+
+def _merge_settings() -> tuple[int, float]:
+    """(batch size, pause between batches): a throttle for big merges on a busy database."""
+    return (
+        int(getattr(settings, "MERGE_BATCH_SIZE", 5000)),
+        float(getattr(settings, "MERGE_BATCH_PAUSE_SECONDS", 0.0)),
+    )
 
 
-def _lock_pair(first_id: int, second_id: int) -> dict[int, Profile]:
-    """Lock two profiles in id order (every writer locks in this order: no deadlock)."""
-    rows = Profile.objects.filter(pk__in=[first_id, second_id]).order_by("pk").select_for_update()
+def _lock_profiles(*profile_ids: int) -> dict[int, Profile]:
+    """Lock profiles in id order (every writer locks in this order)."""
+    rows = Profile.objects.filter(pk__in=profile_ids).order_by("pk").select_for_update()
     return {profile.pk: profile for profile in rows}
 
 
@@ -659,7 +666,15 @@ def _live_locked(profile: Profile) -> Profile:
         if profile.merged_into_id is None:
             return profile
         profile = Profile.objects.select_for_update().get(pk=profile.merged_into_id)
-    raise RuntimeError("merge chain does not end")
+    raise IdentityError("The merge chain does not end (a cycle?).", code="merge_cycle")
+
+
+def _set_once_keys(app_id: int) -> frozenset[str]:
+    from profiles.models import ProfileField
+
+    return frozenset(
+        ProfileField.objects.filter(app_id=app_id, set_once=True).values_list("key", flat=True)
+    )
 
 
 def merge_attributes(
@@ -689,14 +704,20 @@ def merge_attributes(
 
 
 def merge_run(*, merge_id: int) -> ProfileMerge:
-    """Run (or resume) a merge: idempotent, batched, safe to run twice or concurrently."""
-    from events.services import events_reassign
-    from profiles.models import ProfileField
+    """Run (or resume) a merge: idempotent, batched, safe to run twice or concurrently.
+
+    Events move in bounded batches, each its own transaction holding both profile locks, so a
+    killed worker leaves a consistent state (the target's counter moves with each batch) and
+    a re-run continues where it stopped. Sessions, devices, aliases and attributes move in the
+    final transaction, which also marks the merge done.
+    """
+    from events.services import events_count_moved, events_reassign
     from sessions_timeline.services import sessions_reassign
 
     merge = ProfileMerge.objects.get(pk=merge_id)
     if merge.status in (ProfileMerge.Status.DONE, ProfileMerge.Status.UNDONE):
         return merge
+    batch_size, pause = _merge_settings()
     now = timezone.now()
     ProfileMerge.objects.filter(pk=merge_id).update(
         status=ProfileMerge.Status.RUNNING,
@@ -704,43 +725,41 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         started_at=merge.started_at or now,
         heartbeat_at=now,
     )
+    started = time.monotonic()
     moved_events = 0
-    started = timezone.now()
     while True:
         with transaction.atomic():
-            profiles = _lock_pair(merge.source_id, merge.target_id)
-            source = profiles[merge.source_id]
-            batch = events_reassign(
-                source_id=source.pk,
-                target_id=_live_locked(profiles[merge.target_id]).pk,
-                limit=MERGE_BATCH_SIZE,
+            profiles = _lock_profiles(merge.source_id, merge.target_id)
+            target = _live_locked(profiles[merge.target_id])
+            moved = events_reassign(
+                source_id=merge.source_id, target_id=target.pk, limit=batch_size
             )
-            moved_events += batch
-            if batch:
-                target = _live_locked(profiles[merge.target_id])
-                Profile.objects.filter(pk=target.pk).update(event_count=F("event_count") + batch)
-                ProfileMerge.objects.filter(pk=merge_id).update(heartbeat_at=timezone.now())
-        if batch < MERGE_BATCH_SIZE:
+            if moved:
+                Profile.objects.filter(pk=target.pk).update(event_count=F("event_count") + moved)
+                Profile.objects.filter(pk=merge.source_id).update(
+                    event_count=Greatest(F("event_count") - moved, 0)
+                )
+            ProfileMerge.objects.filter(pk=merge_id).update(heartbeat_at=timezone.now())
+        moved_events += moved
+        if moved < batch_size:
             break
+        if pause:
+            time.sleep(pause)
     with transaction.atomic():
         merge = ProfileMerge.objects.select_for_update().get(pk=merge_id)
-        if merge.status == ProfileMerge.Status.DONE:
+        if merge.status in (ProfileMerge.Status.DONE, ProfileMerge.Status.UNDONE):
             return merge
         devices = list(
             Device.objects.filter(profile_id=merge.source_id).order_by("pk").select_for_update()
         )
-        profiles = _lock_pair(merge.source_id, merge.target_id)
+        profiles = _lock_profiles(merge.source_id, merge.target_id)
         source = profiles[merge.source_id]
         target = _live_locked(profiles[merge.target_id])
-        # Events that arrived for the source between the last batch and this lock.
-        late_events = events_reassign(source_id=source.pk, target_id=target.pk, limit=10**9)
-        moved_events += late_events
-        if late_events:
-            Profile.objects.filter(pk=target.pk).update(event_count=F("event_count") + late_events)
+        # Events that reached the source between the last batch and these locks.
+        late = events_reassign(source_id=source.pk, target_id=target.pk, limit=10**12)
+        moved_events += late
         moved_sessions = sessions_reassign(source_id=source.pk, target_id=target.pk)
-        for device in devices:
-            device.profile = target
-        Device.objects.filter(pk__in=[d.pk for d in devices]).update(
+        Device.objects.filter(pk__in=[device.pk for device in devices]).update(
             profile=target, updated_at=timezone.now()
         )
         DeviceBinding.objects.bulk_create(
@@ -757,28 +776,28 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
             ProfileAlias.objects.filter(profile=source).values_list("alias", flat=True)
         )
         ProfileAlias.objects.filter(profile=source).update(profile=target)
-        repointed = list(Profile.objects.filter(merged_into=source).values_list("pk", flat=True))
-        Profile.objects.filter(pk__in=repointed).update(merged_into=target)
-        set_once = frozenset(
-            ProfileField.objects.filter(app_id=merge.app_id, set_once=True).values_list(
-                "key", flat=True
+        if merge.forced and source.user_id:
+            # Rule 6: the source's user id becomes an alias of the target.
+            ProfileAlias.objects.get_or_create(
+                app_id=merge.app_id, alias=source.user_id, defaults={"profile": target}
             )
+        repointed = list(
+            Profile.objects.filter(merged_into=source)
+            .exclude(pk=target.pk)
+            .values_list("pk", flat=True)
         )
-        prior = merge_attributes(source=source, target=target, set_once_keys=set_once)
+        Profile.objects.filter(pk__in=repointed).update(merged_into=target)
         target.refresh_from_db(fields=["event_count", "session_count"])
         merge.target_prior = {
-            "attributes": prior,
-            "first_seen_at": target.first_seen_at.isoformat() if target.first_seen_at else None,
-            "last_seen_at": target.last_seen_at.isoformat() if target.last_seen_at else None,
+            "attributes": merge_attributes(
+                source=source, target=target, set_once_keys=_set_once_keys(merge.app_id)
+            ),
+            "first_seen_at": _iso(target.first_seen_at),
+            "last_seen_at": _iso(target.last_seen_at),
         }
-        if source.first_seen_at and (
-            target.first_seen_at is None or source.first_seen_at < target.first_seen_at
-        ):
-            target.first_seen_at = source.first_seen_at
-        if source.last_seen_at and (
-            target.last_seen_at is None or source.last_seen_at > target.last_seen_at
-        ):
-            target.last_seen_at = source.last_seen_at
+        target.first_seen_at = _min_time(target.first_seen_at, source.first_seen_at)
+        target.last_seen_at = _max_time(target.last_seen_at, source.last_seen_at)
+        target.event_count += late
         target.session_count += moved_sessions
         target.save(
             update_fields=[
@@ -786,6 +805,7 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
                 "attribute_times",
                 "first_seen_at",
                 "last_seen_at",
+                "event_count",
                 "session_count",
                 "updated_at",
             ]
@@ -801,33 +821,274 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         merge.heartbeat_at = finished
         merge.last_error = ""
         merge.counts = {
-            "events": moved_events,
+            # All attempts together: what now sits on the target and was first recorded on
+            # the source or on a profile merged into it earlier.
+            "events": events_count_moved(target_id=target.pk, origin_ids=[source.pk, *repointed]),
             "sessions": moved_sessions,
             "devices": [device.pk for device in devices],
             "aliases": moved_aliases,
             "tombstones": repointed,
-            "seconds": round((finished - started).total_seconds(), 3),
+            "seconds": round(time.monotonic() - started, 3),
+            "attempts": merge.attempts + 1,
         }
         merge.save()
     return merge
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _min_time(first: datetime | None, second: datetime | None) -> datetime | None:
+    return min((t for t in (first, second) if t is not None), default=None)
+
+
+def _max_time(first: datetime | None, second: datetime | None) -> datetime | None:
+    return max((t for t in (first, second) if t is not None), default=None)
+
+
 def merges_sweep(*, now: datetime | None = None) -> int:
     """Re-queue merges left pending (the broker was down at commit) or running with a stale
     heartbeat (the worker died). Returns how many were queued."""
-    from datetime import timedelta
-
     now = now or timezone.now()
+    pending_grace = int(getattr(settings, "MERGE_PENDING_GRACE_SECONDS", 20))
+    stuck_after = int(getattr(settings, "MERGE_STUCK_AFTER_SECONDS", 300))
     stale = ProfileMerge.objects.filter(
         Q(
             status=ProfileMerge.Status.PENDING,
-            created_at__lt=now - timedelta(seconds=PENDING_GRACE_SECONDS),
+            created_at__lt=now - timedelta(seconds=pending_grace),
         )
         | Q(
             status=ProfileMerge.Status.RUNNING,
-            heartbeat_at__lt=now - timedelta(seconds=STUCK_AFTER_SECONDS),
+            heartbeat_at__lt=now - timedelta(seconds=stuck_after),
         )
-    ).values_list("pk", flat=True)
-    merge_ids = list(stale[:1000])
+    ).order_by("pk")
+    merge_ids = list(stale.values_list("pk", flat=True)[:1000])
     merges_enqueue(merge_ids)
     return len(merge_ids)
+
+
+# -- staff operations: forced merges, previews, undo ---------------------------------------------
+
+
+@dataclass
+class MergePreview:
+    source: Profile
+    target: Profile
+    events: int
+    sessions: int
+    devices: int
+    aliases: int
+    conflicts: dict[str, tuple[Any, Any]]  # key -> (source value, target value that wins)
+    needs_force: bool
+
+
+def merge_preview(*, source: Profile, target: Profile) -> MergePreview:
+    """A dry run: what a merge of ``source`` into ``target`` would move, and which attributes
+    conflict (the target's value wins, except set-once keys, which keep the earliest)."""
+    from events.models import Event
+    from sessions_timeline.models import Session
+
+    source, target = _live(source), _live(target)
+    if source.pk == target.pk:
+        raise IdentityError("Both are the same person already.", code="same_profile")
+    conflicts = {
+        key: (value, target.attributes[key])
+        for key, value in source.attributes.items()
+        if key in target.attributes and target.attributes[key] != value
+    }
+    return MergePreview(
+        source=source,
+        target=target,
+        events=Event.objects.filter(profile=source).count(),
+        sessions=Session.objects.filter(profile=source).count(),
+        devices=Device.objects.filter(profile=source).count(),
+        aliases=ProfileAlias.objects.filter(profile=source).count(),
+        conflicts=conflicts,
+        needs_force=source.kind == Profile.Kind.IDENTIFIED
+        and target.kind == Profile.Kind.IDENTIFIED,
+    )
+
+
+def _live(profile: Profile) -> Profile:
+    for _ in range(100):
+        if profile.merged_into_id is None:
+            return profile
+        profile = Profile.objects.get(pk=profile.merged_into_id)
+    raise IdentityError("The merge chain does not end (a cycle?).", code="merge_cycle")
+
+
+def merge_request(
+    *,
+    source: Profile,
+    target: Profile,
+    requested_by: Any = None,
+    force: bool = False,
+) -> ProfileMerge:
+    """A staff merge of ``source`` into ``target``: recorded (outbox) and queued on commit.
+
+    Both resolve to their live profiles first; merging a profile into itself (or into a
+    profile it already became) is refused. Two identified profiles need ``force`` (rule 6).
+    Of A into B and B into A requested at once, the first to commit wins; the other finds
+    both resolving to one profile and is refused as already merged.
+    """
+    if source.app_id != target.app_id:
+        raise IdentityError("Profiles of different apps cannot be merged.", code="other_app")
+    with transaction.atomic():
+        locked = _lock_profiles(source.pk, target.pk)
+        live_source = _live_locked(locked[source.pk])
+        live_target = _live_locked(locked[target.pk])
+        if live_source.pk == live_target.pk:
+            raise IdentityError(
+                "These profiles are already one person (merged).", code="already_merged"
+            )
+        both_identified = (
+            live_source.kind == Profile.Kind.IDENTIFIED
+            and live_target.kind == Profile.Kind.IDENTIFIED
+        )
+        if both_identified and not force:
+            raise IdentityError(
+                "Two identified profiles are only merged with force (rule 6).",
+                code="force_required",
+            )
+        merge = ProfileMerge.objects.create(
+            app_id=live_source.app_id,
+            source=live_source,
+            target=live_target,
+            reason=ProfileMerge.Reason.STAFF,
+            forced=both_identified,
+            requested_by=requested_by,
+            source_snapshot=profile_snapshot(live_source),
+        )
+        Profile.objects.filter(pk=live_source.pk).update(
+            merged_into=live_target, updated_at=timezone.now()
+        )
+        merge_id = merge.pk
+        transaction.on_commit(lambda: merges_enqueue([merge_id]))
+    return merge
+
+
+def merge_undo_problem(merge: ProfileMerge) -> str | None:
+    """Why ``merge`` cannot be undone now, or None."""
+    if merge.status == ProfileMerge.Status.UNDONE:
+        return "This merge was already undone."
+    if merge.status != ProfileMerge.Status.DONE:
+        return f"This merge is {merge.status}; wait until it is done."
+    later = (
+        ProfileMerge.objects.filter(
+            Q(source_id__in=[merge.source_id, merge.target_id])
+            | Q(target_id__in=[merge.source_id, merge.target_id]),
+            created_at__gte=merge.created_at,
+        )
+        .exclude(pk=merge.pk)
+        .exclude(status=ProfileMerge.Status.UNDONE)
+    )
+    if later.filter(pk__gt=merge.pk).exists():
+        return (
+            "These profiles were merged again since; undo the later merge first "
+            "(only the latest merge touching either profile can be undone)."
+        )
+    return None
+
+
+def merge_undo(*, merge_id: int, requested_by: Any = None) -> ProfileMerge:
+    """Undo the latest merge touching either profile, exactly: events, sessions, devices,
+    aliases and tombstones go back, both profiles' attributes are restored, and what arrived
+    since on the source's devices follows the binding history back to the source."""
+    from events.services import events_restore
+    from sessions_timeline.services import sessions_restore
+
+    with transaction.atomic():
+        merge = ProfileMerge.objects.select_for_update().get(pk=merge_id)
+        problem = merge_undo_problem(merge)
+        if problem:
+            raise IdentityError(problem, code="undo_refused")
+        moved_devices = [int(pk) for pk in merge.counts.get("devices", [])]
+        devices = list(
+            Device.objects.filter(pk__in=moved_devices).order_by("pk").select_for_update()
+        )
+        locked = _lock_profiles(merge.source_id, merge.target_id)
+        source, target = locked[merge.source_id], locked[merge.target_id]
+        # Rows first recorded on the source or on a profile merged into it before go back.
+        origin_ids = [source.pk, *merge.counts.get("tombstones", [])]
+        events_back = events_restore(
+            source_id=source.pk,
+            target_id=target.pk,
+            origin_ids=origin_ids,
+            device_ids=moved_devices,
+            since=merge.created_at,
+        )
+        sessions_back = sessions_restore(
+            source_id=source.pk, target_id=target.pk, origin_ids=origin_ids
+        )
+        now = timezone.now()
+        Device.objects.filter(pk__in=moved_devices, profile=target).update(
+            profile=source, updated_at=now
+        )
+        DeviceBinding.objects.bulk_create(
+            DeviceBinding(
+                app_id=merge.app_id,
+                device=device,
+                profile=source,
+                bound_at=device.binding_changed_at,
+                reason=DeviceBinding.Reason.UNDO,
+            )
+            for device in devices
+        )
+        ProfileAlias.objects.filter(
+            app_id=merge.app_id, alias__in=merge.counts.get("aliases", [])
+        ).update(profile=source)
+        if merge.forced and merge.source_snapshot.get("user_id"):
+            ProfileAlias.objects.filter(
+                app_id=merge.app_id, alias=merge.source_snapshot["user_id"], profile=target
+            ).delete()
+        Profile.objects.filter(pk__in=merge.counts.get("tombstones", [])).update(merged_into=source)
+        snapshot = merge.source_snapshot
+        source.user_id = snapshot.get("user_id")
+        source.kind = snapshot.get("kind", Profile.Kind.GUEST)
+        source.attributes = snapshot.get("attributes", {})
+        source.attribute_times = snapshot.get("attribute_times", {})
+        source.first_seen_at = _parse_iso(snapshot.get("first_seen_at"))
+        source.last_seen_at = _parse_iso(snapshot.get("last_seen_at"))
+        source.merged_into = None
+        source.event_count = events_back.total
+        source.session_count = sessions_back
+        if events_back.newest is not None:
+            source.last_seen_at = _max_time(source.last_seen_at, events_back.newest)
+        source.save()
+        prior = merge.target_prior or {}
+        for key, state in (prior.get("attributes") or {}).items():
+            if state.get("present"):
+                target.attributes[key] = state.get("value")
+                if state.get("time"):
+                    target.attribute_times[key] = state["time"]
+                else:
+                    target.attribute_times.pop(key, None)
+            else:
+                target.attributes.pop(key, None)
+                target.attribute_times.pop(key, None)
+        target.first_seen_at = _parse_iso(prior.get("first_seen_at")) or target.first_seen_at
+        if prior.get("last_seen_at") and events_back.newest is None:
+            target.last_seen_at = _max_time(
+                _parse_iso(prior.get("last_seen_at")), target.last_seen_at
+            )
+        target.event_count = max(0, target.event_count - events_back.total)
+        target.session_count = max(0, target.session_count - sessions_back)
+        target.save()
+        merge.status = ProfileMerge.Status.UNDONE
+        merge.undone_at = now
+        merge.counts = {
+            **merge.counts,
+            "undo": {
+                "events": events_back.total,
+                "events_since": events_back.since,
+                "sessions": sessions_back,
+                "by": getattr(requested_by, "pk", None),
+            },
+        }
+        merge.save()
+    return merge

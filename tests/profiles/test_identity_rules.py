@@ -4,80 +4,17 @@ durability and concurrency tests run a real worker)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from events.models import Event
 from profiles.models import Device, DeviceBinding, Profile, ProfileAlias, ProfileMerge
 from tests.conftest import ApiApp
+from tests.profiles.conftest import T0, Send, at, identify, names, profile_of, track
 
 pytestmark = pytest.mark.django_db
-
-T0 = timezone.now().replace(microsecond=0) - timedelta(days=2)
-
-
-def at(minutes: float) -> str:
-    return (T0 + timedelta(minutes=minutes)).isoformat()
-
-
-def track(
-    device: str | None,
-    name: str,
-    minutes: float,
-    *,
-    user: str | None = None,
-    mid: str | None = None,
-) -> dict:
-    message: dict[str, Any] = {
-        "type": "track",
-        "event": name,
-        "timestamp": at(minutes),
-        "messageId": mid or f"{device}-{user}-{name}-{minutes}",
-    }
-    if device:
-        message["anonymousId"] = device
-    if user:
-        message["userId"] = user
-    return message
-
-
-def identify(device: str | None, user: str, minutes: float, traits: dict | None = None) -> dict:
-    message: dict[str, Any] = {
-        "type": "identify",
-        "userId": user,
-        "timestamp": at(minutes),
-        "messageId": f"id-{device}-{user}-{minutes}",
-        "traits": traits or {},
-    }
-    if device:
-        message["anonymousId"] = device
-    return message
-
-
-Send = Callable[..., Any]
-
-
-@pytest.fixture
-def send(api_app: ApiApp, django_capture_on_commit_callbacks: Any) -> Send:
-    def _send(*messages: dict) -> dict:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = api_app.segment("batch", {"batch": list(messages)})
-        assert response.status_code == 200, response.content
-        return response.json()
-
-    return _send
-
-
-def profile_of(device_id: str) -> Profile:
-    return Device.objects.select_related("profile").get(device_id=device_id).profile
-
-
-def names(profile: Profile) -> set[str]:
-    return set(Event.objects.filter(profile=profile, type="track").values_list("name", flat=True))
 
 
 def test_rule1_unknown_device_creates_device_and_guest(send: Send) -> None:
@@ -347,7 +284,3 @@ def test_merge_run_twice_does_nothing_the_second_time(send: Send) -> None:
         Profile.objects.get(pk=merge.target_id).event_count,
     )
     assert before == after
-
-
-def _unused(value: datetime) -> None:  # keeps the datetime import honest for type checkers
-    del value
