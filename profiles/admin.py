@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from profiles.models import (
     App,
+    BackgroundJob,
     AppMembership,
     Device,
     DeviceBinding,
@@ -123,6 +124,19 @@ class ProfileMergeAdmin(admin.ModelAdmin):
     list_filter = ["status", "reason"]
     raw_id_fields = ["source", "target", "requested_by"]
     show_full_result_count = False
+
+
+@admin.register(BackgroundJob)
+class BackgroundJobAdmin(admin.ModelAdmin):
+    list_display = ["pk", "kind", "app", "status", "progress_done", "progress_total", "created_at", "finished_at"]
+    list_filter = ["kind", "status"]
+    readonly_fields = [field.name for field in BackgroundJob._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 admin.site.register(AppMembership)

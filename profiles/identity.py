@@ -23,12 +23,20 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Greatest
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from profiles.attributes import AttributeOp, apply_ops
-from profiles.models import App, Device, DeviceBinding, Profile, ProfileAlias, ProfileMerge
+from profiles.models import (
+    App,
+    BackgroundJob,
+    Device,
+    DeviceBinding,
+    Profile,
+    ProfileAlias,
+    ProfileMerge,
+)
 from pushapp.api import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -1092,3 +1100,149 @@ def merge_undo(*, merge_id: int, requested_by: Any = None) -> ProfileMerge:
         }
         merge.save()
     return merge
+
+
+# -- re-sync: derived data recomputed from the raw rows -----------------------------------------
+
+RESYNC_CHUNK = 500
+
+
+def profiles_resync(*, profile_ids: list[int]) -> int:
+    """Recompute counters and first/last seen of ``profile_ids`` from their events and sessions
+    (set-based: a few statements per chunk), and re-bind devices left on tombstones to the live
+    profile. Returns how many profiles were updated."""
+    from events.models import Event
+    from sessions_timeline.models import Session
+
+    if not profile_ids:
+        return 0
+    events = Event.objects.filter(profile=OuterRef("pk")).order_by().values("profile")
+    sessions = Session.objects.filter(profile=OuterRef("pk")).order_by().values("profile")
+    with transaction.atomic():
+        updated = Profile.objects.filter(pk__in=profile_ids, merged_into__isnull=True).update(
+            event_count=Coalesce(Subquery(events.annotate(n=Count("*")).values("n")), 0),
+            session_count=Coalesce(Subquery(sessions.annotate(n=Count("*")).values("n")), 0),
+            first_seen_at=Subquery(events.annotate(t=Min("timestamp")).values("t")),
+            last_seen_at=Subquery(events.annotate(t=Max("timestamp")).values("t")),
+            updated_at=timezone.now(),
+        )
+        Profile.objects.filter(pk__in=profile_ids, merged_into__isnull=False).update(
+            event_count=0, session_count=0
+        )
+        stranded = list(
+            Device.objects.filter(profile_id__in=profile_ids, profile__merged_into__isnull=False)
+            .select_related("profile")
+            .select_for_update(of=("self",))
+        )
+        for device in stranded:
+            Device.objects.filter(pk=device.pk).update(
+                profile=_live(device.profile), updated_at=timezone.now()
+            )
+    return updated
+
+
+def resync_run(
+    *,
+    app: App | None = None,
+    profile: Profile | None = None,
+    progress: Any = None,
+) -> dict[str, int]:
+    """Re-sync one profile (with its tombstones) or a whole app, in chunks of profile ids,
+    calling ``progress(done, total)`` after each chunk."""
+    if profile is not None:
+        ids = [
+            profile.pk,
+            *Profile.objects.filter(merged_into=profile).values_list("pk", flat=True),
+        ]
+    else:
+        assert app is not None
+        ids = list(Profile.objects.filter(app=app).order_by("pk").values_list("pk", flat=True))
+    total, done, updated = len(ids), 0, 0
+    if progress:
+        progress(0, total)
+    for start in range(0, total, RESYNC_CHUNK):
+        chunk = ids[start : start + RESYNC_CHUNK]
+        updated += profiles_resync(profile_ids=chunk)
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    return {"profiles": total, "updated": updated}
+
+
+def resync_job_create(
+    *, app: App, profile: Profile | None = None, requested_by: Any = None
+) -> BackgroundJob:
+    """Record a re-sync job and queue it on commit (the sweeper re-queues it if the broker
+    is down)."""
+    params = {"profile_id": profile.pk} if profile is not None else {}
+    job = BackgroundJob.objects.create(
+        app=app, kind=BackgroundJob.Kind.RESYNC, params=params, requested_by=requested_by
+    )
+    job_id = job.pk
+    transaction.on_commit(lambda: jobs_enqueue([job_id]))
+    return job
+
+
+def jobs_enqueue(job_ids: list[int]) -> None:
+    from profiles.tasks import background_job_run
+
+    for job_id in job_ids:
+        try:
+            background_job_run.delay(job_id)
+        except Exception:
+            logger.warning(
+                "could not enqueue job %s; the sweeper will retry", job_id, exc_info=True
+            )
+
+
+def background_job_run(*, job_id: int) -> BackgroundJob:
+    """Run a recorded job, keeping its progress in the row."""
+    job = BackgroundJob.objects.get(pk=job_id)
+    if job.status == BackgroundJob.Status.DONE:
+        return job
+    now = timezone.now()
+    BackgroundJob.objects.filter(pk=job_id).update(
+        status=BackgroundJob.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+
+    def progress(done: int, total: int) -> None:
+        BackgroundJob.objects.filter(pk=job_id).update(
+            progress_done=done, progress_total=total, heartbeat_at=timezone.now()
+        )
+
+    try:
+        profile_id = job.params.get("profile_id")
+        profile = Profile.objects.get(pk=profile_id) if profile_id else None
+        result = resync_run(app=job.app, profile=profile, progress=progress)
+    except Exception as error:
+        BackgroundJob.objects.filter(pk=job_id).update(
+            status=BackgroundJob.Status.FAILED,
+            error=f"{type(error).__name__}: {error}"[:2000],
+            finished_at=timezone.now(),
+        )
+        raise
+    BackgroundJob.objects.filter(pk=job_id).update(
+        status=BackgroundJob.Status.DONE, result=result, finished_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return job
+
+
+def jobs_sweep(*, now: datetime | None = None) -> int:
+    """Re-queue jobs left pending or with a stale heartbeat."""
+    now = now or timezone.now()
+    pending_grace = int(getattr(settings, "MERGE_PENDING_GRACE_SECONDS", 20))
+    stuck_after = int(getattr(settings, "MERGE_STUCK_AFTER_SECONDS", 300))
+    stale = BackgroundJob.objects.filter(
+        Q(
+            status=BackgroundJob.Status.PENDING,
+            created_at__lt=now - timedelta(seconds=pending_grace),
+        )
+        | Q(
+            status=BackgroundJob.Status.RUNNING,
+            heartbeat_at__lt=now - timedelta(seconds=stuck_after),
+        )
+    ).order_by("pk")
+    job_ids = list(stale.values_list("pk", flat=True)[:100])
+    jobs_enqueue(job_ids)
+    return len(job_ids)

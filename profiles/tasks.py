@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
+
+TRANSIENT = (OperationalError, InterfaceError)
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
 def profile_merge_run(merge_id: int) -> None:
     from profiles.identity import merge_run
 
     merge_run(merge_id=merge_id)
 
 
-@shared_task(acks_late=True)
-def sweep_pending_work() -> int:
-    """Re-queue merges that are pending or stuck (Redis outage, killed worker)."""
-    from profiles.identity import merges_sweep
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def background_job_run(job_id: int) -> None:
+    from profiles.identity import background_job_run as run
 
-    return merges_sweep()
+    run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def sweep_pending_work() -> dict[str, int]:
+    """Re-queue merges and jobs that are pending or stuck (Redis outage, killed worker)."""
+    from profiles.identity import jobs_sweep, merges_sweep
+
+    return {"merges": merges_sweep(), "jobs": jobs_sweep()}

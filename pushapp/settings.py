@@ -100,12 +100,22 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "socket_connect_timeout": 2}
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BEAT_SCHEDULE = {
     "profiles-sweep-pending-work": {
         "task": "profiles.tasks.sweep_pending_work",
         "schedule": env_int("SWEEP_INTERVAL_SECONDS", 30),
     },
 }
+
+# Merges move events in batches of MERGE_BATCH_SIZE, pausing MERGE_BATCH_PAUSE_SECONDS between
+# batches (a throttle for a busy database). The sweeper re-queues merges and jobs pending for
+# longer than MERGE_PENDING_GRACE_SECONDS or running without a heartbeat for
+# MERGE_STUCK_AFTER_SECONDS.
+MERGE_BATCH_SIZE = env_int("MERGE_BATCH_SIZE", 5000)
+MERGE_BATCH_PAUSE_SECONDS = float(os.environ.get("MERGE_BATCH_PAUSE_SECONDS") or 0)
+MERGE_PENDING_GRACE_SECONDS = env_int("MERGE_PENDING_GRACE_SECONDS", 20)
+MERGE_STUCK_AFTER_SECONDS = env_int("MERGE_STUCK_AFTER_SECONDS", 300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
