@@ -7,6 +7,7 @@ identity is decided by :func:`profiles.identity.resolve_batch`, never here.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,11 +17,18 @@ import orjson
 from django.db import connection
 
 from events.models import Event
-from profiles.identity import IdentityRequest, Resolved, in_retrying_transaction, resolve_batch
+from profiles.identity import (
+    RETRYABLE_ERRORS,
+    IdentityRequest,
+    Resolved,
+    in_retrying_transaction,
+    resolve_batch,
+)
 from profiles.models import App, Device, Profile
 from pushapp.api import ApplicationError
 
 MAX_MESSAGE_ID_LENGTH = 100
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -144,7 +152,18 @@ def ingest(
         return outcomes
 
     if unique:
-        results.update(in_retrying_transaction(work))
+        try:
+            results.update(in_retrying_transaction(work))
+        except RETRYABLE_ERRORS as error:
+            # Still racing after every retry (or the database is failing over): nothing was
+            # stored; 503 tells clients to retry the same message ids, which dedupe makes safe.
+            logger.warning("ingestion gave up after retries: %s", error)
+            raise ApplicationError(
+                "The database is busy; retry the request.",
+                code="retry_later",
+                status_code=503,
+                retry_after=1,
+            ) from None
     return BatchResult(items=[results[index] for index in sorted(results)])
 
 

@@ -32,11 +32,13 @@ class ApplicationError(Exception):
         code: str = "invalid",
         details: Any = None,
         status_code: int | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.details = details
+        self.retry_after = retry_after
         if status_code is not None:
             self.status_code = status_code
 
@@ -84,7 +86,10 @@ _DRF_CODES = {
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=retry
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -236,3 +236,85 @@ def running_server(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def celery_process(
+    env: dict[str, str], *, beat: bool = False, concurrency: int = 2
+) -> Iterator[CeleryProcess]:
+    """A real Celery worker (or beat) on ``env``'s broker; stopped (SIGKILL) on exit."""
+    process = CeleryProcess(env, beat=beat, concurrency=concurrency)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+class CeleryProcess:
+    def __init__(self, env: dict[str, str], *, beat: bool, concurrency: int) -> None:
+        self.env, self.beat, self.concurrency = env, beat, concurrency
+        self.directory = tempfile.mkdtemp(prefix="pushapp-celery-")
+        self.log_path = os.path.join(self.directory, "celery.log")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        if self.beat:
+            args = [
+                "beat",
+                "--schedule",
+                os.path.join(self.directory, "beat-schedule"),
+                "--loglevel=INFO",
+            ]
+            ready_marker = "beat: Starting"
+        else:
+            args = [
+                "worker",
+                f"--concurrency={self.concurrency}",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                f"--hostname=test-{free_port()}@%h",
+            ]
+            ready_marker = "ready."
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pushapp", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery exited early:\n{self.log()}")
+            if ready_marker in self.log():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"celery not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no graceful shutdown, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=20)
+        self.process = None
+
+
+def database_url_for_children() -> str:
+    """The URL of the suite's test database, for child processes (committed data only)."""
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    user = settings_dict.get("USER") or "postgres"
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or "5432"
+    return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"

@@ -52,6 +52,8 @@ def _error_response(error: ApplicationError) -> JsonResponse:
     )
     if error.status_code == 401:
         response["WWW-Authenticate"] = 'Basic realm="pushapp"'
+    if error.retry_after:
+        response["Retry-After"] = str(error.retry_after)
     return response
 
 

@@ -19,18 +19,25 @@ pytestmark = pytest.mark.django_db
 
 
 def _corrupt(profile: Profile) -> None:
-    Profile.objects.filter(pk=profile.pk).update(event_count=999, first_seen_at=None, last_seen_at=None)
+    Profile.objects.filter(pk=profile.pk).update(
+        event_count=999, first_seen_at=None, last_seen_at=None
+    )
 
 
 def test_resync_one_profile_fixes_counters_and_stranded_devices(send: Send) -> None:
     send(identify("d1", "ann", 0), track("d1", "A", 1), track("d1", "B", 5))
     ann = Profile.objects.get(user_id="ann")
     truth = Profile.objects.get(pk=ann.pk)
+    assert truth.first_seen_at is not None
     _corrupt(ann)
     tombstone = Profile.objects.create(app=ann.app, merged_into=ann)
     Device.objects.create(
-        app=ann.app, device_id="stranded", profile=tombstone, binding_changed_at=truth.first_seen_at,
-        first_seen_at=truth.first_seen_at, last_seen_at=truth.first_seen_at,
+        app=ann.app,
+        device_id="stranded",
+        profile=tombstone,
+        binding_changed_at=truth.first_seen_at,
+        first_seen_at=truth.first_seen_at,
+        last_seen_at=truth.first_seen_at,
     )
     result = resync_run(profile=ann)
     assert result == {"profiles": 2, "updated": 1}
@@ -40,7 +47,9 @@ def test_resync_one_profile_fixes_counters_and_stranded_devices(send: Send) -> N
     assert profile_of("stranded") == ann
 
 
-def test_resync_job_records_progress(api_app: ApiApp, send: Send, django_capture_on_commit_callbacks: Any) -> None:
+def test_resync_job_records_progress(
+    api_app: ApiApp, send: Send, django_capture_on_commit_callbacks: Any
+) -> None:
     send(track("d1", "A", 0), track("d2", "B", 0), identify("d3", "bo", 0))
     for profile in Profile.objects.all():
         _corrupt(profile)
