@@ -12,8 +12,8 @@ from django.http import HttpRequest
 
 from profiles.models import (
     App,
-    BackgroundJob,
     AppMembership,
+    BackgroundJob,
     Device,
     DeviceBinding,
     Profile,
@@ -128,7 +128,16 @@ class ProfileMergeAdmin(admin.ModelAdmin):
 
 @admin.register(BackgroundJob)
 class BackgroundJobAdmin(admin.ModelAdmin):
-    list_display = ["pk", "kind", "app", "status", "progress_done", "progress_total", "created_at", "finished_at"]
+    list_display = [
+        "pk",
+        "kind",
+        "app",
+        "status",
+        "progress_done",
+        "progress_total",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["kind", "status"]
     readonly_fields = [field.name for field in BackgroundJob._meta.fields]
 
