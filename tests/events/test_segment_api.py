@@ -29,7 +29,13 @@ def test_track_creates_device_guest_profile_and_event(api_app: ApiApp) -> None:
             "properties": {"sku": "A-1", "price": 9.5},
             "messageId": "m-1",
             "context": {
-                "device": {"type": "ios", "model": "iPhone16,2", "manufacturer": "Apple", "id": "hw-1", "token": "apns-1"},
+                "device": {
+                    "type": "ios",
+                    "model": "iPhone16,2",
+                    "manufacturer": "Apple",
+                    "id": "hw-1",
+                    "token": "apns-1",
+                },
                 "os": {"name": "iOS", "version": "18.1"},
                 "app": {"version": "2.3.0", "build": "230"},
                 "library": {"name": "analytics-ios", "version": "4.1"},
@@ -42,13 +48,26 @@ def test_track_creates_device_guest_profile_and_event(api_app: ApiApp) -> None:
     assert response.json()["success"] is True
     device = Device.objects.get(app=api_app.app, device_id="anon-1")
     assert (device.platform, device.model, device.manufacturer) == ("ios", "iPhone16,2", "Apple")
-    assert (device.os_name, device.os_version, device.app_version, device.app_build) == ("iOS", "18.1", "2.3.0", "230")
-    assert (device.locale, device.timezone, device.sdk_name) == ("en-GB", "Europe/London", "analytics-ios")
+    assert (device.os_name, device.os_version, device.app_version, device.app_build) == (
+        "iOS",
+        "18.1",
+        "2.3.0",
+        "230",
+    )
+    assert (device.locale, device.timezone, device.sdk_name) == (
+        "en-GB",
+        "Europe/London",
+        "analytics-ios",
+    )
     assert device.push_token == "apns-1" and device.push_opt_in is True
     assert device.attributes["hardware_id"] == "hw-1"
     assert device.profile.kind == Profile.Kind.GUEST
     event = Event.objects.get(app=api_app.app, message_id="m-1")
-    assert (event.type, event.name, event.properties) == ("track", "Product Viewed", {"sku": "A-1", "price": 9.5})
+    assert (event.type, event.name, event.properties) == (
+        "track",
+        "Product Viewed",
+        {"sku": "A-1", "price": 9.5},
+    )
     assert event.profile == device.profile and event.device == device
     assert event.source == "sdk"
     profile = Profile.objects.get(pk=device.profile_id)
@@ -64,7 +83,9 @@ def test_track_creates_device_guest_profile_and_event(api_app: ApiApp) -> None:
         ("identify", {"userId": "u-1", "traits": {"email": "a@example.com"}}, "identify", ""),
     ],
 )
-def test_each_call_type_is_stored(api_app: ApiApp, route: str, body: dict, expected_type: str, expected_name: str) -> None:
+def test_each_call_type_is_stored(
+    api_app: ApiApp, route: str, body: dict, expected_type: str, expected_name: str
+) -> None:
     response = api_app.segment(route, {"anonymousId": "anon-x", "messageId": f"m-{route}", **body})
     assert response.status_code == 200, response.content
     event = Event.objects.get(app=api_app.app, message_id=f"m-{route}")
@@ -78,7 +99,11 @@ def test_identify_converts_the_guest_in_place_and_sets_traits(api_app: ApiApp) -
     guest = Device.objects.get(device_id="anon-1").profile
     response = api_app.segment(
         "identify",
-        {"anonymousId": "anon-1", "userId": "u-42", "traits": {"firstName": "Ada", "address": {"city": "London"}}},
+        {
+            "anonymousId": "anon-1",
+            "userId": "u-42",
+            "traits": {"firstName": "Ada", "address": {"city": "London"}},
+        },
     )
     assert response.status_code == 200
     profile = Profile.objects.get(pk=guest.pk)
@@ -91,7 +116,9 @@ def test_identify_converts_the_guest_in_place_and_sets_traits(api_app: ApiApp) -
 
 
 def test_traits_in_context_are_used(api_app: ApiApp) -> None:
-    api_app.segment("identify", {"userId": "u-1", "anonymousId": "a", "context": {"traits": {"email": "x@y.z"}}})
+    api_app.segment(
+        "identify", {"userId": "u-1", "anonymousId": "a", "context": {"traits": {"email": "x@y.z"}}}
+    )
     assert Profile.objects.get(user_id="u-1").attributes["email"] == "x@y.z"
 
 
@@ -107,10 +134,19 @@ def test_track_by_user_id_only_creates_identified_profile(api_app: ApiApp) -> No
 def test_batch_merges_batch_context_into_each_message(api_app: ApiApp) -> None:
     body = {
         "batch": [
-            {"type": "track", "anonymousId": "a1", "event": "One", "messageId": "b1", "context": {"app": {"version": "9"}}},
+            {
+                "type": "track",
+                "anonymousId": "a1",
+                "event": "One",
+                "messageId": "b1",
+                "context": {"app": {"version": "9"}},
+            },
             {"type": "screen", "anonymousId": "a1", "name": "Two", "messageId": "b2"},
         ],
-        "context": {"os": {"name": "Android", "version": "14"}, "app": {"version": "1", "build": "7"}},
+        "context": {
+            "os": {"name": "Android", "version": "14"},
+            "app": {"version": "1", "build": "7"},
+        },
     }
     response = api_app.segment("batch", body)
     assert response.status_code == 200
@@ -139,17 +175,27 @@ def test_gzip_body_whatever_the_content_type(api_app: ApiApp) -> None:
 def test_write_key_in_body(api_app: ApiApp) -> None:
     response = api_app.segment(
         "batch",
-        {"writeKey": api_app.keys.write_key, "batch": [{"type": "track", "anonymousId": "a", "event": "E", "messageId": "wk-1"}]},
+        {
+            "writeKey": api_app.keys.write_key,
+            "batch": [{"type": "track", "anonymousId": "a", "event": "E", "messageId": "wk-1"}],
+        },
         auth={},
     )
     assert response.status_code == 200
     assert Event.objects.filter(app=api_app.app, message_id="wk-1").exists()
-    wrong = api_app.segment("track", {"writeKey": "wk_wrong", "anonymousId": "a", "event": "E"}, auth={})
+    wrong = api_app.segment(
+        "track", {"writeKey": "wk_wrong", "anonymousId": "a", "event": "E"}, auth={}
+    )
     assert wrong.status_code == 401
 
 
 def test_retried_batch_stores_nothing_twice(api_app: ApiApp) -> None:
-    body = {"batch": [{"type": "track", "anonymousId": "a", "event": f"E{i}", "messageId": f"r-{i}"} for i in range(5)]}
+    body = {
+        "batch": [
+            {"type": "track", "anonymousId": "a", "event": f"E{i}", "messageId": f"r-{i}"}
+            for i in range(5)
+        ]
+    }
     first = api_app.segment("batch", body)
     second = api_app.segment("batch", body)
     assert first.json()["accepted"] == 5
@@ -172,11 +218,21 @@ def test_clock_skew_is_corrected_the_segment_way(api_app: ApiApp) -> None:
     before = timezone.now()
     api_app.segment(
         "track",
-        {"anonymousId": "a", "event": "E", "messageId": "skew", "timestamp": _iso(device_now - timedelta(minutes=5)), "sentAt": _iso(device_now)},
+        {
+            "anonymousId": "a",
+            "event": "E",
+            "messageId": "skew",
+            "timestamp": _iso(device_now - timedelta(minutes=5)),
+            "sentAt": _iso(device_now),
+        },
     )
     after = timezone.now()
     event = Event.objects.get(message_id="skew")
-    assert before - timedelta(minutes=5, seconds=1) <= event.timestamp <= after - timedelta(minutes=5) + timedelta(seconds=1)
+    assert (
+        before - timedelta(minutes=5, seconds=1)
+        <= event.timestamp
+        <= after - timedelta(minutes=5) + timedelta(seconds=1)
+    )
     assert event.received_at >= before
 
 
@@ -184,16 +240,32 @@ def test_batch_level_sent_at_corrects_every_message(api_app: ApiApp) -> None:
     device_now = timezone.now() - timedelta(days=1)  # a clock a day slow
     api_app.segment(
         "batch",
-        {"sentAt": _iso(device_now), "batch": [{"type": "track", "anonymousId": "a", "event": "E", "messageId": "s1", "timestamp": _iso(device_now - timedelta(seconds=30))}]},
+        {
+            "sentAt": _iso(device_now),
+            "batch": [
+                {
+                    "type": "track",
+                    "anonymousId": "a",
+                    "event": "E",
+                    "messageId": "s1",
+                    "timestamp": _iso(device_now - timedelta(seconds=30)),
+                }
+            ],
+        },
     )
     event = Event.objects.get(message_id="s1")
     assert abs((event.received_at - event.timestamp).total_seconds() - 30) < 2
 
 
 @pytest.mark.parametrize("offset", [timedelta(days=-365 * 40), timedelta(days=3)])
-def test_timestamps_out_of_range_use_receive_time_and_keep_the_original(api_app: ApiApp, offset: timedelta) -> None:
+def test_timestamps_out_of_range_use_receive_time_and_keep_the_original(
+    api_app: ApiApp, offset: timedelta
+) -> None:
     claimed = datetime.now(UTC) + offset
-    api_app.segment("track", {"anonymousId": "a", "event": "E", "messageId": "range", "timestamp": _iso(claimed)})
+    api_app.segment(
+        "track",
+        {"anonymousId": "a", "event": "E", "messageId": "range", "timestamp": _iso(claimed)},
+    )
     event = Event.objects.get(message_id="range")
     assert event.timestamp == event.received_at
     assert event.original_timestamp is not None
@@ -217,7 +289,13 @@ def test_bad_message_in_batch_is_refused_alone(api_app: ApiApp) -> None:
     payload = response.json()
     assert payload["accepted"] == 2
     codes = {error["index"]: error["code"] for error in payload["errors"]}
-    assert codes == {1: "missing_ids", 2: "message_too_large", 3: "invalid_type", 4: "missing_field", 5: "invalid_message"}
+    assert codes == {
+        1: "missing_ids",
+        2: "message_too_large",
+        3: "invalid_type",
+        4: "missing_field",
+        5: "invalid_message",
+    }
     assert set(Event.objects.values_list("message_id", flat=True)) == {"g1", "g2"}
 
 
