@@ -84,8 +84,14 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
             raise ApplicationError(
                 f"The body is not valid UTF-8: {message}", code="invalid_utf8"
             ) from None
-        if "recursion" in message.lower():
+        lowered = message.lower()
+        if "recursion" in lowered or "depth limit" in lowered:
             raise _too_deep() from None
+        if "infinity" in lowered or "nan" in lowered.split():
+            raise ApplicationError(
+                "Numbers must be finite (1e400, NaN and Infinity cannot be stored).",
+                code="invalid_number",
+            ) from None
         raise ApplicationError(
             f"The body is not valid JSON: {message}", code="invalid_json"
         ) from None
@@ -155,7 +161,13 @@ def parse_timestamp(value: Any, *, field: str) -> datetime | None:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        # In UTC, as stored: an offset must not push it out of the representable years.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ApplicationError(
+            f"{field} is out of range: {value!r}", code="invalid_timestamp"
+        ) from None
 
 
 def event_time(
@@ -182,6 +194,10 @@ def event_time(
 
 def check_message(raw: dict[str, Any]) -> None:
     """One message within Segment's 32 KB and storable as JSONB, else a per-item error."""
+    # The structure first: orjson cannot serialise what is nested past 254 levels.
+    problem = json_problem(raw)
+    if problem:
+        raise ApplicationError(problem[1], code=problem[0])
     size = len(orjson.dumps(raw))
     limit = settings.INGEST_MAX_MESSAGE_BYTES
     if size > limit:
@@ -190,19 +206,19 @@ def check_message(raw: dict[str, Any]) -> None:
             code="message_too_large",
             details={"limit_bytes": limit},
         )
-    problem = json_problem(raw)
-    if problem:
-        raise ApplicationError(problem[1], code=problem[0])
 
 
 def as_id(value: Any, field: str) -> str | None:
-    if value is None:
+    """An id as text; None when absent or empty (an empty id names nobody)."""
+    if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ApplicationError(f"{field} must be a string.", code="invalid_id")
     text = str(value)
     if len(text) > 255:
         raise ApplicationError(f"{field} is longer than 255 characters.", code="invalid_id")
+    if "\x00" in text:
+        raise ApplicationError(f"{field} may not contain NUL characters.", code="invalid_id")
     return text
 
 

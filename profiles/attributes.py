@@ -7,6 +7,7 @@ lock and save. Operations follow PostHog's ``$set``/``$set_once``/``$unset`` and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -99,7 +100,10 @@ def apply_ops(
             current = attributes.get(key, 0)
             if isinstance(current, bool) or not isinstance(current, int | float):
                 current = 0
-            attributes[key] = current + op.value
+            total = current + op.value
+            if isinstance(total, float) and not math.isfinite(total):
+                continue  # past the double range: PostgreSQL's JSONB cannot hold it
+            attributes[key] = total
         elif op.op == "append":
             current_list = attributes.get(key)
             items = op.value if isinstance(op.value, list) else [op.value]

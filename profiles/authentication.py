@@ -43,7 +43,7 @@ class AppKey:
 
 def app_for_key(raw_key: str) -> AppKey | None:
     """The app a key belongs to, or None. One indexed lookup."""
-    if not raw_key or len(raw_key) > 200:
+    if not raw_key or len(raw_key) > 200 or "\x00" in raw_key:
         return None
     if raw_key.startswith(SERVER_KEY_PREFIX):
         app = App.objects.filter(server_key_hash=hash_server_key(raw_key)).first()

@@ -64,6 +64,12 @@ DEVICE_FIELDS = (
     "push_opt_in",
 )
 
+DEVICE_FIELD_LENGTHS: dict[str, int] = {
+    field.name: field.max_length
+    for field in Device._meta.concrete_fields
+    if field.name in DEVICE_FIELDS and field.max_length
+}
+
 Action = Literal["message", "alias", "logout"]
 
 
@@ -137,11 +143,11 @@ class BatchResolver:
         device_keys: set[str] = set()
         user_keys: set[str] = set()
         for request in self.requests:
-            if request.device_key:
+            if request.device_key is not None:
                 device_keys.add(request.device_key)
-            if request.user_id:
+            if request.user_id is not None:
                 user_keys.add(request.user_id)
-            if request.previous_id:
+            if request.previous_id is not None:
                 device_keys.add(request.previous_id)
                 user_keys.add(request.previous_id)
         devices = (
@@ -460,6 +466,8 @@ class BatchResolver:
             return
         changed = False
         for name, value in request.device_fields.items():
+            if isinstance(value, str):
+                value = value[: DEVICE_FIELD_LENGTHS.get(name, 255)]  # SDK strings may be longer
             if value is not None and getattr(device, name) != value:
                 setattr(device, name, value)
                 changed = True

@@ -6,6 +6,7 @@ Segment-family clients read ``code`` and ``message`` there.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -57,7 +58,12 @@ class OrjsonRenderer(BaseRenderer):
     ) -> bytes:
         if data is None:
             return b""
-        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str)
+        try:
+            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str)
+        except TypeError:
+            # PostgreSQL hands big JSON numbers (1e30) back as integers past 64 bits, which
+            # orjson refuses; the standard library writes them.
+            return json.dumps(data, default=str).encode()
 
 
 class OrjsonParser(BaseParser):

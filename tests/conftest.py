@@ -46,8 +46,8 @@ class ApiApp:
     ) -> Any:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
         headers = self.basic() if auth is None else auth
-        kwargs: dict[str, Any] = {**headers, **extra}
-        return self.client.post(path, data=data, content_type="application/json", **kwargs)
+        kwargs: dict[str, Any] = {"content_type": "application/json", **headers, **extra}
+        return self.client.post(path, data=data, **kwargs)
 
     def segment(self, route: str, body: Any, **extra: Any) -> Any:
         return self.post(f"/v1/{route}", body, **extra)

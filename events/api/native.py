@@ -248,11 +248,12 @@ class LogoutView(NativeView):
         request=None, responses={200: schemas.ProfileRefSerializer}, summary="Log out a device"
     )
     def post(self, request: Request, device_id: str) -> Response:
-        if len(device_id) > 255:
-            raise ApplicationError("device_id is longer than 255 characters.", code="invalid_id")
+        device_key = as_id(device_id, "device_id")
+        if device_key is None:
+            raise ApplicationError("device_id is required.", code="missing_ids")
         message = IncomingMessage(
             identity=IdentityRequest(
-                index=0, timestamp=timezone.now(), device_key=device_id, action="logout"
+                index=0, timestamp=timezone.now(), device_key=device_key, action="logout"
             ),
             type="logout",
             store_event=False,
