@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,6 +27,9 @@ from profiles.identity import (
 )
 from profiles.models import App, Device, Profile
 from pushapp.api import ApplicationError
+from sessions_timeline.models import Session
+from sessions_timeline.services import daily_activity_add, sessions_assign
+from sessions_timeline.sessionize import SessionEvent, sdk_session_id
 
 MAX_MESSAGE_ID_LENGTH = 100
 logger = logging.getLogger(__name__)
@@ -124,17 +128,34 @@ def ingest(
         resolver, resolved = resolve_batch(
             app=app, requests=[message.identity for message in unique]
         )
-        stored = [
+        candidates = [
             (message, outcome)
             for message, outcome in zip(unique, resolved, strict=True)
             if outcome.error is None and message.store_event
         ]
-        inserted = events_insert(app=app, rows=stored, received_at=received_at, source=source)
-        resolver.save_activity(
+        known = events_known(app=app, message_ids=[m.message_id for m, _ in candidates])
+        stored = [(m, outcome) for m, outcome in candidates if m.message_id not in known]
+        sessions, new_sessions = sessions_assign(
+            app=app,
+            events=[
+                _session_event(message, outcome) for message, outcome in stored if outcome.device
+            ],
+            same_person=resolver.same_person,
+        )
+        inserted = events_insert(
+            app=app, rows=stored, sessions=sessions, received_at=received_at, source=source
+        )
+        activity = [
             (outcome.profile, outcome.device, message.identity.timestamp, 1)
             for message, outcome in stored
             if message.message_id in inserted and outcome.profile is not None
+        ]
+        daily_activity_add(
+            counts=Counter(
+                (profile.pk, at.astimezone(UTC).date()) for profile, _, at, _ in activity
+            )
         )
+        resolver.save_activity(activity, new_sessions=new_sessions)
         outcomes: dict[int, ItemResult] = {}
         for message, outcome in zip(unique, resolved, strict=True):
             index = message.identity.index
@@ -167,40 +188,76 @@ def ingest(
     return BatchResult(items=[results[index] for index in sorted(results)])
 
 
+def _session_event(message: IncomingMessage, outcome: Resolved) -> SessionEvent:
+    assert outcome.device is not None and outcome.profile is not None
+    return SessionEvent(
+        key=message.message_id,
+        device_id=outcome.device.pk,
+        profile_id=outcome.profile.pk,
+        timestamp=message.identity.timestamp,
+        type=message.type,
+        name=message.name,
+        sdk_session_id=sdk_session_id(message.context, message.properties),
+        app_version=outcome.device.app_version,
+    )
+
+
+def events_known(*, app: App, message_ids: list[str]) -> set[str]:
+    """The message ids the app already stored (one indexed lookup). Sessions and counters are
+    only computed for the others; the insert's ON CONFLICT still guards against a concurrent
+    request storing the same id in between."""
+    if not message_ids:
+        return set()
+    return set(
+        Event.objects.filter(app=app, message_id__in=message_ids).values_list(
+            "message_id", flat=True
+        )
+    )
+
+
 def events_insert(
     *,
     app: App,
     rows: list[tuple[IncomingMessage, Resolved]],
+    sessions: dict[Any, Session],
     received_at: datetime,
     source: str,
 ) -> set[str]:
     """Insert the events, skipping message ids the app already has; returns the ids inserted."""
     if not rows:
         return set()
-    if connection.vendor == "postgresql":
-        return _events_insert_postgresql(app=app, rows=rows, received_at=received_at, source=source)
-    return _events_insert_orm(app=app, rows=rows, received_at=received_at, source=source)
+    insert = _events_insert_postgresql if connection.vendor == "postgresql" else _events_insert_orm
+    return insert(app=app, rows=rows, sessions=sessions, received_at=received_at, source=source)
 
 
 _INSERT_SQL = """
 INSERT INTO events_event (
-    app_id, profile_id, device_id, type, name, properties, context,
+    app_id, profile_id, device_id, session_id, type, name, properties, context,
     timestamp, original_timestamp, received_at, message_id, source
 )
-SELECT %(app)s, profile_id, device_id, type, name, properties::jsonb, context::jsonb,
-       ts, original_ts, %(received_at)s, message_id, %(source)s
+SELECT %(app)s, profile_id, device_id, session_id, type, name, properties::jsonb,
+       context::jsonb, ts, original_ts, %(received_at)s, message_id, %(source)s
 FROM unnest(
-    %(profile_ids)b::bigint[], %(device_ids)b::bigint[], %(types)b::text[], %(names)b::text[],
-    %(properties)b::text[], %(contexts)b::text[], %(timestamps)b::timestamptz[],
-    %(original_timestamps)b::timestamptz[], %(message_ids)b::text[]
-) AS incoming(profile_id, device_id, type, name, properties, context, ts, original_ts, message_id)
+    %(profile_ids)b::bigint[], %(device_ids)b::bigint[], %(session_ids)b::bigint[],
+    %(types)b::text[], %(names)b::text[], %(properties)b::text[], %(contexts)b::text[],
+    %(timestamps)b::timestamptz[], %(original_timestamps)b::timestamptz[],
+    %(message_ids)b::text[]
+) AS incoming(
+    profile_id, device_id, session_id, type, name, properties, context, ts, original_ts,
+    message_id
+)
 ON CONFLICT (app_id, message_id) DO NOTHING
 RETURNING message_id
 """
 
 
 def _events_insert_postgresql(
-    *, app: App, rows: list[tuple[IncomingMessage, Resolved]], received_at: datetime, source: str
+    *,
+    app: App,
+    rows: list[tuple[IncomingMessage, Resolved]],
+    sessions: dict[Any, Session],
+    received_at: datetime,
+    source: str,
 ) -> set[str]:
     """One INSERT .. SELECT FROM unnest() with binary array parameters: about 5x Django's
     bulk_create here (docs/benchmarks.md), which sends every array element as text."""
@@ -209,6 +266,7 @@ def _events_insert_postgresql(
     columns: dict[str, list[Any]] = {
         "profile_ids": [],
         "device_ids": [],
+        "session_ids": [],
         "types": [],
         "names": [],
         "properties": [],
@@ -221,6 +279,8 @@ def _events_insert_postgresql(
         assert outcome.profile is not None
         columns["profile_ids"].append(outcome.profile.pk)
         columns["device_ids"].append(outcome.device.pk if outcome.device is not None else None)
+        session = sessions.get(message.message_id)
+        columns["session_ids"].append(session.pk if session is not None else None)
         columns["types"].append(message.type)
         columns["names"].append(message.name)
         columns["properties"].append(orjson.dumps(message.properties).decode())
@@ -240,7 +300,12 @@ def _events_insert_postgresql(
 
 
 def _events_insert_orm(
-    *, app: App, rows: list[tuple[IncomingMessage, Resolved]], received_at: datetime, source: str
+    *,
+    app: App,
+    rows: list[tuple[IncomingMessage, Resolved]],
+    sessions: dict[Any, Session],
+    received_at: datetime,
+    source: str,
 ) -> set[str]:
     """The embedded (SQLite) path: its IMMEDIATE transactions serialise writers, so reading the
     existing ids first cannot race."""
@@ -256,6 +321,7 @@ def _events_insert_orm(
             app=app,
             profile=outcome.profile,
             device=outcome.device,
+            session=sessions.get(message.message_id),
             type=message.type,
             name=message.name,
             properties=message.properties,

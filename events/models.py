@@ -73,6 +73,13 @@ class Event(models.Model):
         ]
         indexes = [
             models.Index(fields=["profile", "-timestamp", "-id"], name="event_timeline"),
+            # Standalone (server-side) events of a profile's timeline, without scanning
+            # past its session events.
+            models.Index(
+                fields=["profile", "-timestamp", "-id"],
+                condition=Q(session__isnull=True),
+                name="event_timeline_standalone",
+            ),
             models.Index(
                 fields=["original_profile"],
                 condition=Q(original_profile__isnull=False),

@@ -535,11 +535,22 @@ class BatchResolver:
             merge_ids = [merge.pk for merge in self.merges]
             transaction.on_commit(lambda: merges_enqueue(merge_ids))
 
+    def same_person(self, first_id: int, second_id: int) -> bool:
+        """Whether two profile ids of this batch resolve to the same live profile."""
+        first, second = self.profiles.get(first_id), self.profiles.get(second_id)
+        if first is None or second is None:
+            return first_id == second_id
+        return self.live(first).pk == self.live(second).pk
+
     def save_activity(
-        self, activity: Iterable[tuple[Profile, Device | None, datetime, int]]
+        self,
+        activity: Iterable[tuple[Profile, Device | None, datetime, int]],
+        *,
+        new_sessions: dict[int, int] | None = None,
     ) -> None:
         """Counters and last seen for ``(profile, device, timestamp, new_events)`` of the stored
-        events, then one UPDATE for the profiles and one for the devices that changed."""
+        events and ``new_sessions`` per profile id, then one UPDATE for the profiles and one
+        for the devices that changed."""
         per_profile: dict[int, list[Any]] = defaultdict(lambda: [None, None, 0])
         per_device: dict[int, datetime] = {}
         for profile, device, at, count in activity:
@@ -556,6 +567,10 @@ class BatchResolver:
             if profile.last_seen_at is None or last > profile.last_seen_at:
                 profile.last_seen_at = last
             profile.event_count += count
+            self.dirty_profiles[profile_pk] = profile
+        for profile_pk, count in (new_sessions or {}).items():
+            profile = self.profiles[profile_pk]
+            profile.session_count += count
             self.dirty_profiles[profile_pk] = profile
         for profile in self.profiles.values():
             target = self.merge_targets.get(id(profile))
@@ -583,6 +598,7 @@ class BatchResolver:
                     "first_seen_at",
                     "last_seen_at",
                     "event_count",
+                    "session_count",
                     "updated_at",
                 ],
             )
@@ -1155,9 +1171,13 @@ def resync_run(
     profile: Profile | None = None,
     progress: Any = None,
 ) -> dict[str, int]:
-    """Re-sync one profile (with its tombstones) or a whole app, in chunks of profile ids,
-    calling ``progress(done, total)`` after each chunk."""
+    """Re-sync one profile (with its tombstones) or a whole app, in chunks of profile ids:
+    sessions rebuilt from the events, daily activity, counters, first/last seen and device
+    bindings recomputed; ``progress(done, total)`` is called after each chunk."""
+    from sessions_timeline.services import daily_activity_rebuild, sessions_rebuild
+
     if profile is not None:
+        app = profile.app
         ids = [
             profile.pk,
             *Profile.objects.filter(merged_into=profile).values_list("pk", flat=True),
@@ -1170,6 +1190,11 @@ def resync_run(
         progress(0, total)
     for start in range(0, total, RESYNC_CHUNK):
         chunk = ids[start : start + RESYNC_CHUNK]
+        assert app is not None
+        with transaction.atomic():
+            for profile_id in chunk:
+                sessions_rebuild(app=app, profile_id=profile_id)
+            daily_activity_rebuild(profile_ids=chunk)
         updated += profiles_resync(profile_ids=chunk)
         done += len(chunk)
         if progress:

@@ -49,3 +49,25 @@ class Session(models.Model):
     def duration_seconds(self) -> float:
         end = self.ended_at or self.last_event_at
         return max(0.0, (end - self.started_at).total_seconds())
+
+
+class ProfileDailyActivity(models.Model):
+    """Events per profile per day (UTC): the read model behind the profile page's activity
+    chart, kept at ingestion so the chart reads at most 90 rows even for a whale."""
+
+    profile = models.ForeignKey(
+        "profiles.Profile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    events = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "day"], name="dailyactivity_profile_day_uniq"
+            )
+        ]
+        verbose_name_plural = "profile daily activity"
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} {self.day}: {self.events}"

@@ -14,6 +14,7 @@ from django.test import Client
 
 from profiles.models import App
 from profiles.services import AppKeys, app_create
+from tests.messages import Send
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +67,14 @@ def api_app(db: None) -> ApiApp:
 def other_app(db: None) -> ApiApp:
     app, keys = app_create(name="Other app")
     return ApiApp(app=app, keys=keys, client=Client())
+
+
+@pytest.fixture
+def send(api_app: ApiApp, django_capture_on_commit_callbacks: Any) -> Send:
+    def _send(*messages: dict) -> dict:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api_app.segment("batch", {"batch": list(messages)})
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    return _send

@@ -12,7 +12,7 @@ import pytest
 from events.models import Event
 from profiles.models import Device, DeviceBinding, Profile, ProfileAlias, ProfileMerge
 from tests.conftest import ApiApp
-from tests.profiles.conftest import T0, Send, at, identify, names, profile_of, track
+from tests.messages import T0, Send, at, identify, names, profile_of, track
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from events.models import Event
 from profiles.identity import IdentityError, merge_preview, merge_request, merge_undo
 from profiles.models import Device, Profile, ProfileAlias, ProfileMerge
 from tests.conftest import ApiApp
-from tests.profiles.conftest import Send, identify, names, profile_of, track
+from tests.messages import Send, identify, names, profile_of, track
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +58,7 @@ def test_preview_counts_and_conflicts(send: Send) -> None:
     preview = merge_preview(
         source=Profile.objects.get(pk=guest.pk), target=Profile.objects.get(user_id="bob")
     )
-    assert (preview.events, preview.devices, preview.sessions) == (2, 1, 0)
+    assert (preview.events, preview.devices, preview.sessions) == (2, 1, 1)
     assert preview.conflicts == {"plan": ("free", "pro")}
     assert preview.needs_force is False
     assert not ProfileMerge.objects.exists()  # a dry run writes nothing

@@ -13,7 +13,7 @@ from events.models import Event
 from profiles.identity import resync_job_create, resync_run
 from profiles.models import BackgroundJob, Device, Profile
 from tests.conftest import ApiApp
-from tests.profiles.conftest import Send, identify, profile_of, track
+from tests.messages import Send, identify, profile_of, track
 
 pytestmark = pytest.mark.django_db
 
