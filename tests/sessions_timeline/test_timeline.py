@@ -1,0 +1,126 @@
+"""The timeline read model and its API: newest first, sessions with their events and
+standalone events interleaved, keyset pages, and both histories interleaved after a merge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from profiles.identity import merge_request
+from profiles.models import Profile
+from sessions_timeline.selectors import timeline_page
+from tests.conftest import ApiApp
+from tests.messages import Send, identify, profile_of, track
+
+pytestmark = pytest.mark.django_db
+
+
+def _walk(profile: Profile, limit: int) -> list[tuple[str, str]]:
+    """Every item of the timeline, page by page: (kind, first event name)."""
+    seen: list[tuple[str, str]] = []
+    cursor = None
+    for _ in range(100):
+        page = timeline_page(profile=profile, cursor=cursor, limit=limit)
+        for item in page.items:
+            if item.session is not None:
+                seen.append(("session", item.events[0].name if item.events else ""))
+            else:
+                assert item.event is not None
+                seen.append(("event", item.event.name))
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+    raise AssertionError("pagination does not end")
+
+
+def test_newest_first_sessions_and_standalone_events_interleaved(send: Send) -> None:
+    send(
+        identify("d1", "ann", 0),
+        track("d1", "Morning", 1),
+        track(None, "Invoice Paid", 120, user="ann"),
+        track("d1", "Evening", 600),
+    )
+    ann = Profile.objects.get(user_id="ann")
+    page = timeline_page(profile=ann, limit=10)
+    assert [item.kind for item in page.items] == ["session", "event", "session"]
+    assert [event.name for event in page.items[0].events] == ["Evening"]
+    assert page.items[1].event is not None and page.items[1].event.name == "Invoice Paid"
+    assert [event.name for event in page.items[2].events] == ["Morning", ""]  # identify too
+    assert page.next_cursor is None
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7])
+def test_pages_cover_everything_once_in_order(send: Send, limit: int) -> None:
+    messages = []
+    for n in range(6):
+        messages.append(track("d1", f"Session {n}", n * 60))
+        messages.append(track(None, f"Server {n}", n * 60 + 30, user="bea"))
+    send(identify("d1", "bea", -1), *messages)
+    bea = Profile.objects.get(user_id="bea")
+    walked = _walk(bea, limit)
+    assert walked == _walk(bea, 100)
+    assert len(walked) == 12
+    assert walked[0] == ("event", "Server 5") and walked[-1] == ("session", "Session 0")
+
+
+def test_a_session_shows_its_newest_events_and_how_many_more(send: Send) -> None:
+    send(*(track("d1", f"E{n}", n / 10) for n in range(30)))
+    item = timeline_page(profile=profile_of("d1"), limit=5).items[0]
+    assert len(item.events) == 20 and item.events[0].name == "E29"
+    assert item.more_events == 10
+
+
+def test_after_a_merge_both_histories_interleave_by_time(
+    send: Send, django_capture_on_commit_callbacks: Any
+) -> None:
+    send(
+        identify("phone", "cal", 0),
+        track("phone", "Phone early", 1),
+        track("phone", "Phone late", 300),
+    )
+    send(track("tablet", "Tablet middle", 150))
+    with django_capture_on_commit_callbacks(execute=True):
+        merge_request(source=profile_of("tablet"), target=Profile.objects.get(user_id="cal"))
+    walked = _walk(Profile.objects.get(user_id="cal"), 1)
+    assert walked == [
+        ("session", "Phone late"),
+        ("session", "Tablet middle"),
+        ("session", "Phone early"),
+    ]
+
+
+def test_timeline_api_by_user_id_and_public_id(api_app: ApiApp, send: Send) -> None:
+    send(identify("d1", "dan/with slash", 0), *(track("d1", f"E{n}", n * 60) for n in range(3)))
+    first = api_app.get("/api/v1/profiles/dan%2Fwith%20slash/timeline?limit=2")
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert [item["kind"] for item in body["items"]] == ["session", "session"]
+    assert body["items"][0]["events"][0]["name"] == "E2"
+    assert body["items"][0]["device"]["device_id"] == "d1"
+    second = api_app.get(
+        f"/api/v1/profiles/dan%2Fwith%20slash/timeline?limit=2&cursor={body['next_cursor']}"
+    )
+    assert [item["events"][-1]["name"] for item in second.json()["items"]] == [""]
+    assert second.json()["next_cursor"] is None
+    guest_device = "guest-1"
+    send(track(guest_device, "Guest", 0))
+    guest = profile_of(guest_device)
+    by_id = api_app.get(f"/api/v1/profiles/by-id/{guest.public_id}/timeline")
+    assert by_id.status_code == 200
+    assert by_id.json()["items"][0]["events"][0]["name"] == "Guest"
+
+
+def test_timeline_api_errors(api_app: ApiApp, send: Send) -> None:
+    send(identify("d1", "eli", 0))
+    assert (
+        api_app.get(
+            "/api/v1/profiles/eli/timeline", auth=api_app.bearer(api_app.keys.write_key)
+        ).status_code
+        == 403
+    )
+    assert api_app.get("/api/v1/profiles/nobody/timeline").status_code == 404
+    bad_cursor = api_app.get("/api/v1/profiles/eli/timeline?cursor=not-a-cursor")
+    assert bad_cursor.status_code == 400 and bad_cursor.json()["code"] == "invalid_cursor"
+    bad_limit = api_app.get("/api/v1/profiles/eli/timeline?limit=many")
+    assert bad_limit.status_code == 400 and bad_limit.json()["code"] == "invalid_limit"
