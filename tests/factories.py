@@ -29,12 +29,11 @@ FIXED_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
     is_staff = True
-    password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery")
+    password = factory.django.Password("correct-horse-battery")
 
 
 class AppFactory(factory.django.DjangoModelFactory[App]):
