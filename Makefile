@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pushapp
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help venv run test lint typecheck pytest services bench bench-quick clean
+.PHONY: help venv run test lint typecheck pytest services browser-deps sdk-deps bench bench-quick clean
 
 help:
 	@echo "make run    set up (venv, migrations, demo data) and serve http://127.0.0.1:8000/admin/"
@@ -37,7 +37,7 @@ lint: venv
 typecheck: venv
 	DEBUG=1 $(BIN)/mypy .
 
-pytest: venv services sdk-deps
+pytest: venv services sdk-deps browser-deps
 	TEST_DATABASE_NAME=$${TEST_DATABASE_NAME:-test_pushapp_$$$$} \
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 \
 	SECRET_KEY=test-only-secret-key-not-for-production-0123456789 SECURE_SSL_REDIRECT=0 \
@@ -51,6 +51,13 @@ sdk-deps: $(SDK_DIR)/node_modules/.installed
 $(SDK_DIR)/node_modules/.installed: $(SDK_DIR)/package-lock.json $(SDK_DIR)/package.json
 	npm ci --no-audit --no-fund --prefix $(SDK_DIR)
 	@touch $@
+
+# Debian's Chromium and ChromeDriver for the browser tests (never a downloaded browser).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 test: lint typecheck pytest
 

@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce, TruncDate
 
 from profiles.models import App
 from sessions_timeline.models import ProfileDailyActivity, Session
-from sessions_timeline.sessionize import SessionEvent, Sessionizer
+from sessions_timeline.sessionize import SessionEvent, Sessionizer, sdk_session_id
 
 REBUILD_CHUNK = 5000
 
@@ -153,8 +153,9 @@ def sessions_rebuild(*, app: App, profile_id: int) -> int:
     for event_id, device_id, timestamp, kind, name, context, properties in events.iterator(
         chunk_size=REBUILD_CHUNK
     ):
-        from sessions_timeline.sessionize import sdk_session_id
-
+        context = context or {}
+        app_info = context.get("app")
+        app_info = app_info if isinstance(app_info, dict) else {}
         session_event = SessionEvent(
             key=event_id,
             device_id=device_id,
@@ -162,20 +163,32 @@ def sessions_rebuild(*, app: App, profile_id: int) -> int:
             timestamp=timestamp,
             type=kind,
             name=name,
-            sdk_session_id=sdk_session_id(context or {}, properties or {}),
-            app_version=((context or {}).get("app") or {}).get("version", "")
-            if isinstance((context or {}).get("app"), dict)
-            else "",
+            sdk_session_id=sdk_session_id(context, properties or {}),
+            app_version=str(app_info.get("version") or "")[:64],
         )
         for key, session in sessionizer.assign([session_event]).items():
             assignments.append((key, session))
     Session.objects.bulk_create(sessionizer.new, batch_size=1000)
+    for start in range(0, len(assignments), REBUILD_CHUNK):
+        _events_set_sessions(assignments[start : start + REBUILD_CHUNK])
+    return len(sessionizer.new)
+
+
+def _events_set_sessions(assignments: list[tuple[int, Session]]) -> None:
+    """Point events at their sessions: one statement per chunk on PostgreSQL."""
+    from events.models import Event
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE events_event SET session_id = v.session_id "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(event_id, session_id) "
+                "WHERE events_event.id = v.event_id",
+                [[event_id for event_id, _ in assignments], [s.pk for _, s in assignments]],
+            )
+        return
     by_session: dict[int, list[int]] = {}
     for event_id, session in assignments:
         by_session.setdefault(session.pk, []).append(event_id)
     for session_pk, event_ids in by_session.items():
-        for start in range(0, len(event_ids), REBUILD_CHUNK):
-            Event.objects.filter(pk__in=event_ids[start : start + REBUILD_CHUNK]).update(
-                session_id=session_pk
-            )
-    return len(sessionizer.new)
+        Event.objects.filter(pk__in=event_ids).update(session_id=session_pk)

@@ -1,0 +1,63 @@
+"""Debian's Chromium driven by Selenium against Django's live server. Never a downloaded
+browser: /usr/bin/chromium and /usr/bin/chromedriver (make test installs them when missing)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1600",
+    ):
+        options.add_argument(flag)
+    profile_dir = tempfile.mkdtemp(prefix="pushapp-chromium-")
+    options.add_argument(f"--user-data-dir={profile_dir}")
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(30)
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def login(browser: WebDriver, base_url: str, username: str, password: str) -> None:
+    browser.get(f"{base_url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    assert "/admin/login/" not in browser.current_url, browser.page_source[:500]
+
+
+def screenshot(browser: WebDriver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    browser.save_screenshot(str(path))
+    assert path.stat().st_size > 1000
+    return path
+
+
+__all__ = ["login", "screenshot", "os"]
