@@ -3,7 +3,6 @@ browser: /usr/bin/chromium and /usr/bin/chromedriver (make test installs them wh
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +57,3 @@ def screenshot(browser: WebDriver, name: str) -> Path:
     browser.save_screenshot(str(path))
     assert path.stat().st_size > 1000
     return path
-
-
-__all__ = ["login", "screenshot", "os"]
