@@ -7,22 +7,49 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.template.response import TemplateResponse
+from django.urls import path
 
+from profiles.attributes import MAX_KEY_LENGTH, RESERVED_TRAITS
 from profiles.models import (
     App,
     AppMembership,
     BackgroundJob,
     Device,
     DeviceBinding,
+    DiscoveredField,
     Profile,
     ProfileAlias,
+    ProfileErasure,
     ProfileField,
     ProfileMerge,
+    QuarantinedAttribute,
+    Suppression,
+    suppression_hash,
 )
-from profiles.services import app_create, app_rotate_keys
+from profiles.selectors import (
+    mask_value,
+    pii_keys,
+    profile_attributes_for_display,
+    profile_export_stream,
+    profile_live,
+)
+from profiles.services import (
+    app_create,
+    app_rotate_keys,
+    discovered_field_promote,
+    profile_field_delete,
+    profile_field_save,
+    suppressions_lift,
+)
 
 
 class AppMembershipInline(admin.TabularInline):
@@ -92,6 +119,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 **(extra_context or {}),
                 **profile_page_context(profile=profile, older=request.GET.get("older")),
             }
+            mask_profile_page(extra_context, profile=profile, can_see_pii=can_see_pii(request))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -100,6 +128,118 @@ class ProfileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    # -- PII: masked for staff without profiles.view_pii (list, search, export) ------------------
+
+    actions = ["export_json"]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return [*super().get_list_display(request), contact_column(request)]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Profile], search_term: str
+    ) -> tuple[QuerySet[Profile], bool]:
+        """Also find profiles by an exact searchable field value (email, phone: the GIN index
+        serves it); PII fields only for staff who may see PII."""
+        try:
+            results, duplicates = super().get_search_results(request, queryset, search_term)
+        except ValidationError:  # "=public_id" with a term that is not a UUID
+            results, duplicates = queryset.none(), False
+        term = search_term.strip()
+        if not term:
+            return results, duplicates
+        searchable = ProfileField.objects.filter(searchable=True)
+        if not can_see_pii(request):
+            searchable = searchable.filter(pii=False)
+        keys = sorted(set(searchable.values_list("key", flat=True)))
+        if keys:
+            matches = Q()
+            for key in keys:
+                matches |= Q(attributes__contains={key: term})
+            results = results | queryset.filter(matches)
+        return results, duplicates
+
+    def get_urls(self) -> list[Any]:
+        export = path(
+            "<path:object_id>/export/",
+            self.admin_site.admin_view(self.export_view),
+            name="profiles_profile_export",
+        )
+        return [export, *super().get_urls()]
+
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        profile = self.get_object(request, object_id)
+        if profile is None or not self.has_view_permission(request, profile):
+            raise Http404("No such profile.")
+        return export_response(profile, can_see_pii=can_see_pii(request))
+
+    @admin.action(description="Export the selected profile as JSON", permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet[Profile]) -> Any:
+        profiles = list(queryset[:2])
+        if len(profiles) != 1:
+            messages.error(request, "Select exactly one profile to export.")
+            return None
+        return export_response(profiles[0], can_see_pii=can_see_pii(request))
+
+
+def can_see_pii(request: HttpRequest) -> bool:
+    return bool(request.user.has_perm("profiles.view_pii"))
+
+
+def contact_column(request: HttpRequest) -> Any:
+    """The changelist's "Email" column, masked where the app's email field is PII and the
+    staff member may not see PII (the PII keys are read once per app per page)."""
+    clear = can_see_pii(request)
+    pii_by_app: dict[int, frozenset[str]] = {}
+
+    def email(profile: Profile) -> str:
+        value = (profile.attributes or {}).get("email")
+        if value is None:
+            return ""
+        if not clear:
+            if profile.app_id not in pii_by_app:
+                pii_by_app[profile.app_id] = pii_keys(app=profile.app_id)
+            if "email" in pii_by_app[profile.app_id]:
+                return mask_value(value)
+        return str(value)
+
+    email.short_description = "Email"  # type: ignore[attr-defined]
+    return email
+
+
+def mask_profile_page(context: dict[str, Any], *, profile: Profile, can_see_pii: bool) -> None:
+    """PII on the customer profile page: the fields (profiles.selectors) and the traits shown
+    on identify events of the timeline, masked for staff without profiles.view_pii."""
+    configured, custom = profile_attributes_for_display(profile=profile, can_see_pii=can_see_pii)
+    context["configured_fields"] = [(field.label, value) for field, value in configured]
+    context["custom_attributes"] = custom
+    if can_see_pii:
+        return
+    masked = pii_keys(app=profile.app_id)
+    timeline = context.get("timeline")
+    for item in getattr(timeline, "items", []):
+        events = item.events if item.session is not None else [item.event]
+        for event in events:
+            if event is None:
+                continue
+            event.key_properties = [  # type: ignore[attr-defined]
+                (
+                    key,
+                    mask_value(value)
+                    if key in masked or RESERVED_TRAITS.get(key) in masked
+                    else value,
+                )
+                for key, value in getattr(event, "key_properties", [])
+            ]
+
+
+def export_response(profile: Profile, *, can_see_pii: bool) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        profile_export_stream(profile=profile_live(profile), can_see_pii=can_see_pii),
+        content_type="application/json",
+    )
+    response["Content-Disposition"] = f'attachment; filename="profile-{profile.public_id}.json"'
+    return response
 
 
 def profile_page_context(*, profile: Profile, older: str | None) -> dict[str, Any]:
@@ -223,8 +363,34 @@ class DeviceBindingAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
+class ProfileFieldForm(forms.ModelForm):
+    class Meta:
+        model = ProfileField
+        fields = [
+            "app",
+            "key",
+            "label",
+            "field_type",
+            "pii",
+            "set_once",
+            "searchable",
+            "description",
+            "display_order",
+        ]
+
+    def clean_key(self) -> str:
+        key = (self.cleaned_data.get("key") or "").strip()
+        if not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+            raise ValidationError(f"A key is 1 to {MAX_KEY_LENGTH} characters.")
+        return key
+
+
 @admin.register(ProfileField)
 class ProfileFieldAdmin(admin.ModelAdmin):
+    """An app's configured fields: list, add, change, reorder (display order, editable in the
+    list). Saving a number, date or date-time field builds its filter index after commit."""
+
+    form = ProfileFieldForm
     list_display = [
         "key",
         "label",
@@ -237,6 +403,223 @@ class ProfileFieldAdmin(admin.ModelAdmin):
     ]
     list_filter = ["app", "field_type", "pii"]
     list_editable = ["display_order"]
+    search_fields = ["key", "label"]
+    ordering = ["app", "display_order", "key"]
+
+    def save_model(self, request: HttpRequest, obj: ProfileField, form: Any, change: bool) -> None:
+        profile_field_save(profile_field=obj)
+
+    def delete_model(self, request: HttpRequest, obj: ProfileField) -> None:
+        profile_field_delete(profile_field=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProfileField]) -> None:
+        for profile_field in queryset:
+            profile_field_delete(profile_field=profile_field)
+
+
+class PromoteForm(forms.Form):
+    field_type = forms.ChoiceField(choices=ProfileField.Type.choices)
+    label = forms.CharField(max_length=200, required=False)
+    pii = forms.BooleanField(required=False, label="PII")
+    set_once = forms.BooleanField(required=False)
+
+
+@admin.register(DiscoveredField)
+class DiscoveredFieldAdmin(admin.ModelAdmin):
+    """Keys the apps send that are not configured fields; promote them to configured ones."""
+
+    list_display = ["key", "app", "sample_type", "seen_count", "first_seen_at", "last_seen_at"]
+    list_filter = ["app", "sample_type"]
+    search_fields = ["key"]
+    readonly_fields = ["app", "key", "sample_type", "seen_count", "first_seen_at", "last_seen_at"]
+    actions = ["promote"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_promote_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("profiles.add_profilefield"))
+
+    @admin.action(description="Promote to configured fields…", permissions=["promote"])
+    def promote(self, request: HttpRequest, queryset: QuerySet[DiscoveredField]) -> Any:
+        """A page to choose each field's type (inferred from its sample), label and flags;
+        submitting it creates the configured fields."""
+        discovered = list(queryset.select_related("app").order_by("app_id", "key"))
+        forms_by_id = {
+            item.pk: PromoteForm(
+                request.POST if "confirm" in request.POST else None,
+                prefix=f"f{item.pk}",
+                initial={
+                    "field_type": _inferred_type(item.sample_type),
+                    "label": item.key.replace("_", " ").strip().capitalize()[:200],
+                },
+            )
+            for item in discovered
+        }
+        if "confirm" in request.POST and all(form.is_valid() for form in forms_by_id.values()):
+            for item in discovered:
+                data = forms_by_id[item.pk].cleaned_data
+                discovered_field_promote(
+                    discovered=item,
+                    field_type=data["field_type"],
+                    label=data["label"] or None,
+                    pii=data["pii"],
+                    set_once=data["set_once"],
+                )
+            messages.success(request, f"Promoted {len(discovered)} field(s).")
+            return None
+        return TemplateResponse(
+            request,
+            "admin/profiles/discoveredfield/promote.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Promote discovered fields",
+                "opts": self.model._meta,
+                "rows": [(item, forms_by_id[item.pk]) for item in discovered],
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+def _inferred_type(sample_type: str) -> str:
+    from profiles.services import INFERRED_TYPES
+
+    return str(INFERRED_TYPES.get(sample_type, ProfileField.Type.STRING))
+
+
+@admin.register(QuarantinedAttribute)
+class QuarantinedAttributeAdmin(admin.ModelAdmin):
+    """Refused attribute values, kept so nothing is dropped silently. PII values masked for
+    staff without profiles.view_pii."""
+
+    list_filter = ["app", "code", "source"]
+    search_fields = ["=key"]
+    raw_id_fields = ["profile"]
+    show_full_result_count = False
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return [
+            "key",
+            quarantined_value_column(request),
+            "code",
+            "error",
+            "source",
+            "profile",
+            "received_at",
+        ]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [
+            "app",
+            "profile",
+            "key",
+            "operation",
+            quarantined_value_column(request),
+            "code",
+            "error",
+            "source",
+            "received_at",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        # Every field is read-only: the form has none (the value column is request-bound).
+        return super().get_form(request, obj, change, **{**kwargs, "fields": []})
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def quarantined_value_column(request: HttpRequest) -> Any:
+    clear = can_see_pii(request)
+    pii_by_app: dict[int, frozenset[str]] = {}
+
+    def value(row: QuarantinedAttribute) -> str:
+        if not clear:
+            if row.app_id not in pii_by_app:
+                pii_by_app[row.app_id] = pii_keys(app=row.app_id)
+            if row.key in pii_by_app[row.app_id]:
+                return mask_value(row.value)
+        return orjson.dumps(row.value, default=str).decode()[:500]
+
+    value.short_description = "Value"  # type: ignore[attr-defined]
+    return value
+
+
+class SuppressionAdmin(admin.ModelAdmin):
+    """Erased people's ids (hashed). Search with the exact id; lift to let data in again."""
+
+    list_display = ["kind", "value_hash", "app", "erasure", "created_at"]
+    list_filter = ["app", "kind"]
+    search_fields = ["=value_hash"]
+    search_help_text = "The exact user id, alias or device id (it is matched by its hash)."
+    actions = ["lift"]
+    show_full_result_count = False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Suppression], search_term: str
+    ) -> tuple[QuerySet[Suppression], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(value_hash__in=[suppression_hash(term), term]), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Lift the selected suppressions…", permissions=["delete"])
+    def lift(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> Any:
+        if "confirm" in request.POST:
+            lifted = suppressions_lift(suppression_ids=list(queryset.values_list("pk", flat=True)))
+            messages.success(
+                request, f"Lifted {lifted} suppression(s): data naming these ids is accepted again."
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/profiles/suppression/lift.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Lift suppressions",
+                "opts": self.model._meta,
+                "suppressions": list(queryset.select_related("app")),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+admin.site.register(Suppression, SuppressionAdmin)
+
+
+@admin.register(ProfileErasure)
+class ProfileErasureAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "app", "via", "requested_by", "created_at"]
+    list_filter = ["app", "via"]
+    search_fields = ["=public_id"]
+    readonly_fields = ["app", "public_id", "via", "requested_by", "counts", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ProfileAlias)

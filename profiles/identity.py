@@ -27,7 +27,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from profiles.attributes import AttributeOp, apply_ops
+from profiles.attributes import AttributeOp, AttributeWriter
 from profiles.models import (
     App,
     BackgroundJob,
@@ -37,6 +37,7 @@ from profiles.models import (
     ProfileAlias,
     ProfileMerge,
 )
+from profiles.selectors import batch_lookups
 from pushapp.api import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ class IdentityRequest:
     device_attributes: dict[str, Any] = field(default_factory=dict)
     push_token: str | None = None
     attribute_ops: list[AttributeOp] = field(default_factory=list)
+    attribute_source: str = "ingestion"
+    # Filled in by resolution: the attributes refused for this message (also quarantined).
+    attribute_errors: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +140,9 @@ class BatchResolver:
         self.tokens_claimed: dict[str, Device] = {}
         # Merge targets decided in this batch, by source object (a new source has no pk yet).
         self.merge_targets: dict[int, Profile] = {}
+        self.attribute_writer = AttributeWriter(app=app)
+        self.suppressed_devices: set[str] = set()
+        self.suppressed_users: set[str] = set()
 
     # -- loading: a constant number of statements -------------------------------------------
 
@@ -180,6 +187,12 @@ class BatchResolver:
         for device in devices:
             device.profile = self.profiles[device.profile_id]
         self._load_history()
+        # Erased people's ids and the configured fields, in one query, after the locks (an
+        # erasure that committed while this batch waited on them is seen).
+        self.suppressed_devices, self.suppressed_users, fields = batch_lookups(
+            app=self.app, device_keys=device_keys, user_keys=user_keys
+        )
+        self.attribute_writer.preload(fields)
 
     def _load_profiles(self, wanted: Q) -> None:
         """Lock the profiles ``wanted`` names and the live ends of their merge chains."""
@@ -249,6 +262,12 @@ class BatchResolver:
         for user_key in (request.user_id, request.previous_id):
             if user_key is not None and (problem := user_id_problem(user_key)):
                 raise IdentityError(problem, code="invalid_user_id")
+        if (self.suppressed_devices or self.suppressed_users) and self._is_suppressed(request):
+            raise IdentityError(
+                "This id belongs to an erased person; data for it is refused until the "
+                "suppression is lifted.",
+                code="suppressed",
+            )
         if request.action == "alias":
             return self._alias(request)
         at = request.timestamp
@@ -276,8 +295,16 @@ class BatchResolver:
         else:
             raise IdentityError("A message needs a device id or a user id.", code="missing_ids")
         if request.attribute_ops:
-            self._apply_attributes(profile, request.attribute_ops, at)
+            self._apply_attributes(profile, request.attribute_ops, at, request)
         return Resolved(profile=profile, device=device)
+
+    def _is_suppressed(self, request: IdentityRequest) -> bool:
+        return (
+            request.device_key in self.suppressed_devices
+            or request.user_id in self.suppressed_users
+            or request.previous_id in self.suppressed_devices
+            or request.previous_id in self.suppressed_users
+        )
 
     def live(self, profile: Profile) -> Profile:
         """Rule 8: follow ``merged_into`` to the live profile."""
@@ -449,13 +476,22 @@ class BatchResolver:
         self.aliases[alias] = profile
         self.new_aliases.append((alias, profile))
 
-    def _apply_attributes(self, profile: Profile, ops: list[AttributeOp], at: datetime) -> None:
-        if apply_ops(
-            attributes=profile.attributes,
-            attribute_times=profile.attribute_times,
+    def _apply_attributes(
+        self,
+        profile: Profile,
+        ops: list[AttributeOp],
+        at: datetime,
+        request: IdentityRequest | None = None,
+    ) -> None:
+        changed, problems = self.attribute_writer.apply(
+            profile=profile,
             ops=ops,
             at=at,
-        ):
+            source=request.attribute_source if request is not None else "ingestion",
+        )
+        if request is not None:  # assigned, not extended: a retried transaction re-resolves
+            request.attribute_errors = [problem.as_json() for problem in problems]
+        if changed:
             self._touch(profile)
 
     def _update_device(self, device: Device, request: IdentityRequest) -> None:
@@ -534,6 +570,7 @@ class BatchResolver:
             ProfileMerge.objects.bulk_create(self.merges)
             merge_ids = [merge.pk for merge in self.merges]
             transaction.on_commit(lambda: merges_enqueue(merge_ids))
+        self.attribute_writer.save()
 
     def same_person(self, first_id: int, second_id: int) -> bool:
         """Whether two profile ids of this batch resolve to the same live profile."""

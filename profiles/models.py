@@ -105,6 +105,10 @@ class Profile(models.Model):
         indexes = [
             models.Index(fields=["app", "-last_seen_at"], name="profile_app_last_seen"),
         ]
+        # Attribute filters use indexes created outside the model state (PostgreSQL only):
+        # a GIN (jsonb_path_ops) index on ``attributes`` and expression indexes per configured
+        # number/date field (profiles/services.py: attribute_indexes_sync).
+        permissions = [("view_pii", "Can see PII attribute values")]
 
     def __str__(self) -> str:
         return self.user_id or f"Guest {str(self.public_id)[:8]}"
@@ -316,3 +320,114 @@ class BackgroundJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+
+def suppression_hash(value: str) -> str:
+    """How a suppressed id is stored: erased ids are not kept in clear, only matched."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class QuarantinedAttribute(models.Model):
+    """An attribute value that was refused (wrong type, over a limit): kept, never dropped
+    silently, so staff can see what a client sent and fix the integration or the field."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey(
+        Profile, null=True, blank=True, on_delete=models.CASCADE, related_name="quarantine"
+    )
+    key = models.TextField()
+    operation = models.CharField(max_length=16, default="set")
+    value = models.JSONField(null=True, blank=True)
+    code = models.CharField(max_length=32)
+    error = models.TextField()
+    source = models.CharField(max_length=32, help_text="Where the value came from.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(fields=["app", "-received_at"], name="quarantine_app_received"),
+            models.Index(fields=["profile"], name="quarantine_profile"),
+        ]
+        verbose_name = "quarantined attribute value"
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.code})"
+
+
+class DiscoveredField(models.Model):
+    """An attribute key the app sends that is not a configured field: a custom attribute the
+    team can promote to a configured field."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="discovered_fields")
+    key = models.CharField(max_length=128)
+    sample_type = models.CharField(max_length=16, blank=True, default="")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    seen_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["app", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["app", "key"], name="discoveredfield_app_key_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Suppression(models.Model):
+    """An erased person's id: data naming it is refused until staff lift the suppression, so
+    late SDK data cannot re-create the person. Only a hash of the id is kept."""
+
+    class Kind(models.TextChoices):
+        USER_ID = "user_id", "User id"
+        ALIAS = "alias", "Alias"
+        DEVICE_ID = "device_id", "Device id"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    value_hash = models.CharField(max_length=64)
+    erasure = models.ForeignKey(
+        "ProfileErasure",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="suppressions",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["app", "kind", "value_hash"], name="suppression_app_kind_value_uniq"
+            )
+        ]
+        indexes = [models.Index(fields=["app", "value_hash"], name="suppression_app_hash")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.value_hash[:12]}…"
+
+
+class ProfileErasure(models.Model):
+    """The audit row of an erasure: what was deleted (counts only, nothing personal)."""
+
+    class Via(models.TextChoices):
+        API = "api", "Server API"
+        ADMIN = "admin", "Admin"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    public_id = models.UUIDField(help_text="The erased profile's public id.")
+    via = models.CharField(max_length=8, choices=Via.choices, default=Via.API)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    counts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"erasure of {self.public_id}"

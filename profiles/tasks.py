@@ -28,3 +28,11 @@ def sweep_pending_work() -> dict[str, int]:
     from profiles.identity import jobs_sweep, merges_sweep
 
     return {"merges": merges_sweep(), "jobs": jobs_sweep()}
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def attribute_indexes_sync_task() -> dict[str, list[str]]:
+    """Build (concurrently) the expression indexes of configured number/date fields."""
+    from profiles.services import attribute_indexes_sync
+
+    return attribute_indexes_sync()

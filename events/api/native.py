@@ -36,7 +36,7 @@ from events.payloads import (
     parse_timestamp,
     read_body,
 )
-from profiles.attributes import OPERATIONS, AttributeOp
+from profiles.attributes import ops_from_body
 from profiles.authentication import AppKey, HasAppKey, KeyAuthentication
 from profiles.identity import DEVICE_FIELDS, IdentityRequest
 from pushapp.api import ApplicationError
@@ -89,42 +89,6 @@ def _device_fields(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         )
     assert set(fields) <= set(DEVICE_FIELDS)
     return fields, token
-
-
-def attribute_ops(body: dict[str, Any]) -> list[AttributeOp]:
-    """``attributes`` (a map, all set) then ``operations`` ([{op, key, value}]) in order."""
-    ops = [
-        AttributeOp("set", key, value)
-        for key, value in as_object(body.get("attributes"), "attributes").items()
-    ]
-    operations = body.get("operations")
-    if operations is None:
-        return ops
-    if not isinstance(operations, list):
-        raise ApplicationError("operations must be an array.", code="invalid_type")
-    for position, item in enumerate(operations):
-        if not isinstance(item, dict):
-            raise ApplicationError(
-                f"operations[{position}] must be an object.", code="invalid_type"
-            )
-        op, key = item.get("op"), item.get("key")
-        if op not in OPERATIONS:
-            raise ApplicationError(
-                f"operations[{position}].op must be one of {', '.join(OPERATIONS)}.",
-                code="invalid_operation",
-            )
-        if not isinstance(key, str) or not key:
-            raise ApplicationError(
-                f"operations[{position}].key must be a string.", code="invalid_operation"
-            )
-        if op == "increment" and (
-            isinstance(item.get("value"), bool) or not isinstance(item.get("value"), int | float)
-        ):
-            raise ApplicationError(
-                f"operations[{position}]: increment needs a number.", code="invalid_operation"
-            )
-        ops.append(AttributeOp(op, key, item.get("value")))
-    return ops
 
 
 def _single(app_key: AppKey, message: IncomingMessage) -> BatchResult:
@@ -206,7 +170,7 @@ class DeviceRegisterView(NativeView):
 class IdentifyView(NativeView):
     @extend_schema(
         request=schemas.IdentifySerializer,
-        responses={200: schemas.ProfileRefSerializer},
+        responses={200: schemas.IdentifyResultSerializer},
         summary="Link a user id to a device, with attributes",
     )
     def post(self, request: Request) -> Response:
@@ -226,7 +190,7 @@ class IdentifyView(NativeView):
             sent_at=None,
             received_at=now,
         )
-        ops = attribute_ops(body)
+        ops = ops_from_body(body)
         message = IncomingMessage(
             identity=IdentityRequest(
                 index=0,
@@ -240,7 +204,11 @@ class IdentifyView(NativeView):
             properties={op.key: op.value for op in ops if op.op == "set"},
             original_timestamp=original,
         )
-        return Response(_profile_json(_single(self.app_key(request), message).items[0]))
+        answer = _profile_json(_single(self.app_key(request), message).items[0])
+        if message.identity.attribute_errors:
+            # Refused attributes (kept in quarantine); the rest of the identify applied.
+            answer["attribute_errors"] = message.identity.attribute_errors
+        return Response(answer)
 
 
 class LogoutView(NativeView):

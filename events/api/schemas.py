@@ -3,6 +3,7 @@ validate on the hot path: see events/api/native.py)."""
 
 from rest_framework import serializers
 
+from profiles.api.serializers import AttributeErrorSerializer
 from profiles.models import Profile
 
 
@@ -29,6 +30,15 @@ class ProfileRefSerializer(serializers.Serializer):
     profile_id = serializers.UUIDField(help_text="The profile's public id")
     user_id = serializers.CharField(allow_null=True)
     kind = serializers.ChoiceField(choices=Profile.Kind.choices)
+
+
+class IdentifyResultSerializer(ProfileRefSerializer):
+    attribute_errors = AttributeErrorSerializer(
+        many=True,
+        required=False,
+        help_text="Present when some attributes were refused (kept in quarantine); "
+        "the rest of the identify applied.",
+    )
 
 
 class DeviceResultSerializer(ProfileRefSerializer):

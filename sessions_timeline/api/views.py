@@ -64,7 +64,7 @@ class TimelineEventSerializer(serializers.Serializer):
 
 
 class TimelineItemSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["session", "event"])
+    kind = serializers.CharField(help_text="session or event")
     session_id = serializers.IntegerField(required=False)
     started_at = serializers.DateTimeField(required=False)
     last_event_at = serializers.DateTimeField(required=False)
