@@ -431,3 +431,35 @@ class ProfileErasure(models.Model):
 
     def __str__(self) -> str:
         return f"erasure of {self.public_id}"
+
+
+class StaffAction(models.Model):
+    """The staff audit log: who did what to which objects, when, and with what result.
+    Written by the admin's actions in the same transaction as their effect; never edited."""
+
+    class Result(models.TextChoices):
+        OK = "ok", "Done"
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150)
+    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=32)
+    object_type = models.CharField(max_length=32)
+    object_ids = models.JSONField(default=list)
+    object_repr = models.CharField(max_length=300, blank=True, default="")
+    result = models.CharField(max_length=8, choices=Result.choices)
+    message = models.TextField(blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "staff audit entry"
+        verbose_name_plural = "staff audit log"
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.action} {self.object_repr} ({self.result})"

@@ -33,6 +33,7 @@ from profiles.models import (
     ProfileField,
     ProfileMerge,
     QuarantinedAttribute,
+    StaffAction,
     Suppression,
     hash_server_key,
     suppression_hash,
@@ -489,3 +490,33 @@ def attribute_indexes_sync(*, concurrently: bool | None = None) -> dict[str, lis
             cursor.execute(attribute_index_sql(key, kind, concurrently=concurrently))
             result["created"].append(name)
     return result
+
+
+def staff_action_record(
+    *,
+    request: Any,
+    action: str,
+    objects: list[Any],
+    result: str,
+    message: str = "",
+    details: dict[str, Any] | None = None,
+) -> StaffAction:
+    """One row of the staff audit log: who (the request's user), what, which objects, the
+    result. Called by every admin action, in the transaction of its effect when it has one."""
+    user = request.user if getattr(request.user, "is_authenticated", False) else None
+    first = objects[0] if objects else None
+    app_id = None
+    if first is not None:
+        app_id = first.pk if isinstance(first, App) else getattr(first, "app_id", None)
+    return StaffAction.objects.create(
+        user=user,
+        username=getattr(user, "username", "") or "",
+        app_id=app_id,
+        action=action,
+        object_type=type(first).__name__.lower() if first is not None else "",
+        object_ids=[obj.pk for obj in objects],
+        object_repr=", ".join(str(obj) for obj in objects)[:300],
+        result=result,
+        message=message[:2000],
+        details=details or {},
+    )

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from profiles.admin.scoping import AppScopedAdmin, ReadOnlyScopedAdmin
 from profiles.attributes import MAX_KEY_LENGTH
 from profiles.models import (
     App,
@@ -26,6 +27,7 @@ from profiles.models import (
     ProfileField,
     ProfileMerge,
     QuarantinedAttribute,
+    StaffAction,
     Suppression,
     suppression_hash,
 )
@@ -39,9 +41,10 @@ from profiles.services import (
     discovered_field_promote,
     profile_field_delete,
     profile_field_save,
+    staff_action_record,
     suppressions_lift,
 )
-from profiles.staff import can_see_pii
+from profiles.staff import can, can_see_pii
 
 
 class AppMembershipInline(admin.TabularInline):
@@ -51,7 +54,9 @@ class AppMembershipInline(admin.TabularInline):
 
 
 @admin.register(App)
-class AppAdmin(admin.ModelAdmin):
+class AppAdmin(AppScopedAdmin):
+    app_field = "pk"
+
     list_display = [
         "name",
         "write_key",
@@ -78,10 +83,30 @@ class AppAdmin(admin.ModelAdmin):
             "(shown once: copy it now, it is stored hashed).",
         )
 
-    @admin.action(description="Rotate the write and server keys of the selected apps")
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return bool(request.user.is_superuser)  # new workspaces are created by superusers
+
+    def has_rotate_permission(self, request: HttpRequest) -> bool:
+        return can(request, "manage")
+
+    @admin.action(
+        description="Rotate the write and server keys of the selected apps",
+        permissions=["rotate"],
+    )
     def rotate_keys(self, request: HttpRequest, queryset: QuerySet[App]) -> None:
         for app in queryset:
+            if not can(request, "manage", app.pk):
+                staff_action_record(
+                    request=request,
+                    action="rotate_keys",
+                    objects=[app],
+                    result="refused",
+                    message="Only an app admin rotates keys.",
+                )
+                messages.error(request, f"{app.name}: only an admin of this app rotates its keys.")
+                continue
             keys = app_rotate_keys(app=app)
+            staff_action_record(request=request, action="rotate_keys", objects=[app], result="ok")
             messages.warning(
                 request,
                 f"{app.name}: new write key {keys.write_key} — new server key {keys.server_key} "
@@ -90,7 +115,7 @@ class AppAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(ReadOnlyScopedAdmin):
     list_display = ["device_id", "platform", "model", "app_version", "profile", "last_seen_at"]
     list_filter = ["platform", "app"]
     search_fields = ["=device_id", "=push_token"]
@@ -99,7 +124,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeviceBinding)
-class DeviceBindingAdmin(admin.ModelAdmin):
+class DeviceBindingAdmin(ReadOnlyScopedAdmin):
     list_display = ["device", "profile", "bound_at", "reason"]
     raw_id_fields = ["device", "profile"]
     show_full_result_count = False
@@ -128,7 +153,9 @@ class ProfileFieldForm(forms.ModelForm):
 
 
 @admin.register(ProfileField)
-class ProfileFieldAdmin(admin.ModelAdmin):
+class ProfileFieldAdmin(AppScopedAdmin):
+    delete_action = "manage"
+
     """An app's configured fields: list, add, change, reorder (display order, editable in the
     list). Saving a number, date or date-time field builds its filter index after commit."""
 
@@ -167,7 +194,7 @@ class PromoteForm(forms.Form):
 
 
 @admin.register(DiscoveredField)
-class DiscoveredFieldAdmin(admin.ModelAdmin):
+class DiscoveredFieldAdmin(ReadOnlyScopedAdmin):
     """Keys the apps send that are not configured fields; promote them to configured ones."""
 
     list_display = ["key", "app", "sample_type", "seen_count", "first_seen_at", "last_seen_at"]
@@ -177,14 +204,8 @@ class DiscoveredFieldAdmin(admin.ModelAdmin):
     actions = ["promote"]
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_promote_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm("profiles.add_profilefield"))
+        return can(request, "manage")
 
     @admin.action(description="Promote to configured fields…", permissions=["promote"])
     def promote(self, request: HttpRequest, queryset: QuerySet[DiscoveredField]) -> Any:
@@ -234,7 +255,7 @@ def _inferred_type(sample_type: str) -> str:
 
 
 @admin.register(QuarantinedAttribute)
-class QuarantinedAttributeAdmin(admin.ModelAdmin):
+class QuarantinedAttributeAdmin(ReadOnlyScopedAdmin):
     """Refused attribute values, kept so nothing is dropped silently. PII values masked for
     staff without profiles.view_pii."""
 
@@ -276,12 +297,6 @@ class QuarantinedAttributeAdmin(admin.ModelAdmin):
         # Every field is read-only: the form has none (the value column is request-bound).
         return super().get_form(request, obj, change, **{**kwargs, "fields": []})
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 def quarantined_value_column(request: HttpRequest) -> Any:
     clear = can_see_pii(request)
@@ -299,7 +314,7 @@ def quarantined_value_column(request: HttpRequest) -> Any:
     return value
 
 
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(ReadOnlyScopedAdmin):
     """Erased people's ids (hashed). Search with the exact id; lift to let data in again."""
 
     list_display = ["kind", "value_hash", "app", "erasure", "created_at"]
@@ -317,13 +332,10 @@ class SuppressionAdmin(admin.ModelAdmin):
             return queryset, False
         return queryset.filter(value_hash__in=[suppression_hash(term), term]), False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def has_lift_permission(self, request: HttpRequest) -> bool:
+        return can(request, "manage")
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.action(description="Lift the selected suppressions…", permissions=["delete"])
+    @admin.action(description="Lift the selected suppressions…", permissions=["lift"])
     def lift(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> Any:
         if "confirm" in request.POST:
             lifted = suppressions_lift(suppression_ids=list(queryset.values_list("pk", flat=True)))
@@ -348,31 +360,22 @@ admin.site.register(Suppression, SuppressionAdmin)
 
 
 @admin.register(ProfileErasure)
-class ProfileErasureAdmin(admin.ModelAdmin):
+class ProfileErasureAdmin(ReadOnlyScopedAdmin):
     list_display = ["public_id", "app", "via", "requested_by", "created_at"]
     list_filter = ["app", "via"]
     search_fields = ["=public_id"]
     readonly_fields = ["app", "public_id", "via", "requested_by", "counts", "created_at"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ProfileAlias)
-class ProfileAliasAdmin(admin.ModelAdmin):
+class ProfileAliasAdmin(ReadOnlyScopedAdmin):
     list_display = ["alias", "profile", "created_at"]
     search_fields = ["=alias"]
     raw_id_fields = ["profile"]
 
 
 @admin.register(ProfileMerge)
-class ProfileMergeAdmin(admin.ModelAdmin):
+class ProfileMergeAdmin(ReadOnlyScopedAdmin):
     list_display = ["pk", "source", "target", "reason", "status", "created_at", "finished_at"]
     list_filter = ["status", "reason"]
     raw_id_fields = ["source", "target", "requested_by"]
@@ -380,7 +383,7 @@ class ProfileMergeAdmin(admin.ModelAdmin):
 
 
 @admin.register(BackgroundJob)
-class BackgroundJobAdmin(admin.ModelAdmin):
+class BackgroundJobAdmin(ReadOnlyScopedAdmin):
     list_display = [
         "pk",
         "kind",
@@ -393,12 +396,29 @@ class BackgroundJobAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "status"]
     readonly_fields = [field.name for field in BackgroundJob._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    change_form_template = "admin/profiles/backgroundjob/change_form.html"
 
 
-admin.site.register(AppMembership)
+@admin.register(AppMembership)
+class AppMembershipAdmin(AppScopedAdmin):
+    list_display = ["user", "app", "role", "created_at"]
+    list_filter = ["role", "app"]
+    autocomplete_fields = ["user"]
+    delete_action = "manage"
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ReadOnlyScopedAdmin):
+    """The audit log: readable by app admins (their apps) and superusers; nobody edits it."""
+
+    list_display = ["created_at", "username", "action", "object_repr", "result", "app"]
+    list_filter = ["action", "result", "app"]
+    search_fields = ["=username", "object_repr"]
+    readonly_fields = [field.name for field in StaffAction._meta.fields]
+    show_full_result_count = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._app_allows(request, "manage", obj)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can(request, "manage")

@@ -12,7 +12,14 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from profiles.models import DiscoveredField, Profile, ProfileField, QuarantinedAttribute
+from profiles.models import (
+    App,
+    AppMembership,
+    DiscoveredField,
+    Profile,
+    ProfileField,
+    QuarantinedAttribute,
+)
 from profiles.selectors import mask_value, profile_attributes_for_display
 from tests.conftest import ApiApp
 from tests.factories import UserFactory
@@ -25,8 +32,15 @@ MASKED = "a***@example.com"
 
 
 def _staff(*codenames: str, superuser: bool = False) -> Client:
+    """A staff member of every app here: an admin where the codenames change things, else a
+    viewer (access comes from the membership; PII from the view_pii permission)."""
     user = UserFactory.create(is_superuser=superuser)
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    changes = any(code.split("_")[0] in {"add", "change", "delete"} for code in codenames)
+    role = AppMembership.Role.ADMIN if changes else AppMembership.Role.VIEWER
+    AppMembership.objects.bulk_create(
+        AppMembership(app=app, user=user, role=role) for app in App.objects.all()
+    )
     client = Client()
     client.force_login(user)
     return client
