@@ -323,7 +323,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _mask_event_properties(properties: Any, keys: frozenset[str]) -> Any:
+def mask_event_properties(properties: Any, keys: frozenset[str]) -> Any:
     """Identify traits are kept on the event: mask the ones that feed a PII field."""
     if not isinstance(properties, dict) or not keys:
         return properties
@@ -332,7 +332,7 @@ def _mask_event_properties(properties: Any, keys: frozenset[str]) -> Any:
         if key in keys or RESERVED_TRAITS.get(key) in keys:
             masked[key] = mask_value(value)
         elif isinstance(value, dict) and key.startswith("$"):
-            masked[key] = _mask_event_properties(value, keys)
+            masked[key] = mask_event_properties(value, keys)
         else:
             masked[key] = value
     return masked
@@ -515,7 +515,7 @@ def profile_export_stream(*, profile: Profile, can_see_pii: bool = True) -> Iter
             for event in page.events:
                 row = event_json(event, page.device_ids)
                 if masked and event.type == "identify":
-                    row["properties"] = _mask_event_properties(row["properties"], masked)
+                    row["properties"] = mask_event_properties(row["properties"], masked)
                 chunk.append(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS, default=str))
             if chunk:
                 yield (b"" if first else b",") + b",".join(chunk)

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from profiles.admin.scoping import AppScopedAdmin, ReadOnlyScopedAdmin
+from profiles.admin.scoping import AppScopedAdmin, PiiMaskedJsonMixin, ReadOnlyScopedAdmin
 from profiles.attributes import MAX_KEY_LENGTH
 from profiles.models import (
     App,
@@ -375,11 +375,20 @@ class ProfileAliasAdmin(ReadOnlyScopedAdmin):
 
 
 @admin.register(ProfileMerge)
-class ProfileMergeAdmin(ReadOnlyScopedAdmin):
+class ProfileMergeAdmin(PiiMaskedJsonMixin, ReadOnlyScopedAdmin):
     list_display = ["pk", "source", "target", "reason", "status", "created_at", "finished_at"]
     list_filter = ["status", "reason"]
     raw_id_fields = ["source", "target", "requested_by"]
     show_full_result_count = False
+    masked_json_fields = ("source_snapshot", "target_prior")
+
+    @admin.display(description="source snapshot (PII masked)")
+    def masked_source_snapshot(self, merge: ProfileMerge) -> Any:
+        return self.masked(merge, "source_snapshot")
+
+    @admin.display(description="target prior values (PII masked)")
+    def masked_target_prior(self, merge: ProfileMerge) -> Any:
+        return self.masked(merge, "target_prior")
 
 
 @admin.register(BackgroundJob)

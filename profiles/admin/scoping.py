@@ -4,13 +4,14 @@ one do follows the role in that object's app. Superusers see everything."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 
-from profiles.staff import can, staff_roles, visible_app_ids
+from profiles.staff import can, can_see_pii, staff_roles, visible_app_ids
 
 
 def _app_id_of(obj: Any, app_field: str) -> int | None:
@@ -79,3 +80,36 @@ class ReadOnlyScopedAdmin(AppScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+class PiiMaskedJsonMixin:
+    """Detail pages of rows that carry attribute values in JSON (event traits, merge
+    snapshots): for staff without ``profiles.view_pii`` the raw JSON fields are replaced by a
+    masked rendering (``masked_json_fields``: field name -> how to mask it)."""
+
+    masked_json_fields: tuple[str, ...] = ()
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))  # type: ignore[misc]
+        if can_see_pii(request):
+            return fields
+        return [f"masked_{name}" if name in self.masked_json_fields else name for name in fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if can_see_pii(request):
+            return fields
+        return [*fields, *(f"masked_{name}" for name in self.masked_json_fields)]
+
+    def masked(self, obj: Any, name: str) -> str:
+        from profiles.selectors import mask_event_properties, pii_keys
+
+        keys = pii_keys(app=obj.app_id)
+        value = getattr(obj, name)
+        if isinstance(value, dict) and isinstance(value.get("attributes"), dict):
+            value = {**value, "attributes": mask_event_properties(value["attributes"], keys)}
+        elif isinstance(value, dict):
+            value = mask_event_properties(value, keys)
+            if isinstance(value.get("traits"), dict):
+                value["traits"] = mask_event_properties(value["traits"], keys)
+        return json.dumps(value, indent=1, sort_keys=True, default=str)[:20000]

@@ -329,3 +329,27 @@ def test_only_app_admins_rotate_keys(api_app: ApiApp) -> None:
     assert StaffAction.objects.get(action="rotate_keys").result == "ok"
     _, keys = app_create(name="Another")
     assert keys.write_key
+
+
+def test_event_and_merge_pages_mask_pii_without_the_permission(
+    api_app: ApiApp, people: dict[str, Profile], send: Send, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        send(identify("tablet", "alice", 5))  # merges the guest into alice
+    merge = ProfileMerge.objects.get()
+    ProfileMerge.objects.filter(pk=merge.pk).update(
+        source_snapshot={**merge.source_snapshot, "attributes": {"email": "guest@example.com"}}
+    )
+    event = Event.objects.get(
+        type="identify", profile=people["alice"], properties__email="alice@example.com"
+    )
+    viewer = staff(api_app.app, "viewer")
+    event_page = viewer.get(f"/admin/events/event/{event.pk}/change/").content.decode()
+    merge_page = viewer.get(f"/admin/profiles/profilemerge/{merge.pk}/change/").content.decode()
+    assert "alice@example.com" not in event_page and "PII masked" in event_page
+    assert "guest@example.com" not in merge_page and "PII masked" in merge_page
+    superuser = staff(None, None, superuser=True)
+    assert (
+        "alice@example.com"
+        in superuser.get(f"/admin/events/event/{event.pk}/change/").content.decode()
+    )
