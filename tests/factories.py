@@ -14,14 +14,21 @@ from events.models import Event
 from profiles.models import (
     App,
     AppMembership,
+    BackgroundJob,
     Device,
     DeviceBinding,
+    DiscoveredField,
     Profile,
     ProfileAlias,
+    ProfileErasure,
     ProfileField,
     ProfileMerge,
+    QuarantinedAttribute,
+    StaffAction,
+    Suppression,
+    suppression_hash,
 )
-from sessions_timeline.models import Session
+from sessions_timeline.models import ProfileDailyActivity, Session
 
 FIXED_TIME = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -154,3 +161,75 @@ class EventFactory(factory.django.DjangoModelFactory[Event]):
     timestamp = FIXED_TIME
     received_at = FIXED_TIME
     message_id = factory.Sequence(lambda n: f"msg-{n}")
+
+
+class ProfileDailyActivityFactory(factory.django.DjangoModelFactory[ProfileDailyActivity]):
+    class Meta:
+        model = ProfileDailyActivity
+
+    profile = factory.SubFactory(ProfileFactory)
+    day = factory.LazyFunction(lambda: FIXED_TIME.date())
+    events = 3
+
+
+class BackgroundJobFactory(factory.django.DjangoModelFactory[BackgroundJob]):
+    class Meta:
+        model = BackgroundJob
+
+    app = factory.SubFactory(AppFactory)
+    kind = BackgroundJob.Kind.RESYNC
+
+
+class QuarantinedAttributeFactory(factory.django.DjangoModelFactory[QuarantinedAttribute]):
+    class Meta:
+        model = QuarantinedAttribute
+
+    profile = factory.SubFactory(ProfileFactory)
+    app = factory.SelfAttribute("profile.app")
+    key = "birthday"
+    value = "not a date"
+    code = "invalid_type"
+    error = "birthday must be a date"
+    source = "ingestion"
+    received_at = FIXED_TIME
+
+
+class DiscoveredFieldFactory(factory.django.DjangoModelFactory[DiscoveredField]):
+    class Meta:
+        model = DiscoveredField
+
+    app = factory.SubFactory(AppFactory)
+    key = factory.Sequence(lambda n: f"custom_{n}")
+    sample_type = "string"
+    first_seen_at = FIXED_TIME
+    last_seen_at = FIXED_TIME
+    seen_count = 1
+
+
+class ProfileErasureFactory(factory.django.DjangoModelFactory[ProfileErasure]):
+    class Meta:
+        model = ProfileErasure
+
+    app = factory.SubFactory(AppFactory)
+    public_id = factory.Faker("uuid4", cast_to=None)
+
+
+class SuppressionFactory(factory.django.DjangoModelFactory[Suppression]):
+    class Meta:
+        model = Suppression
+
+    app = factory.SubFactory(AppFactory)
+    kind = "user_id"
+    value_hash = factory.Sequence(lambda n: suppression_hash(f"erased-{n}"))
+
+
+class StaffActionFactory(factory.django.DjangoModelFactory[StaffAction]):
+    class Meta:
+        model = StaffAction
+
+    user = factory.SubFactory(UserFactory)
+    username = factory.SelfAttribute("user.username")
+    app = factory.SubFactory(AppFactory)
+    action = "export"
+    object_type = "profile"
+    result = StaffAction.Result.OK
