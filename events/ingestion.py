@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from django.db import connection
 
 from events.models import Event
@@ -27,6 +26,7 @@ from profiles.identity import (
 )
 from profiles.models import App, Device, Profile
 from pushapp.api import ApplicationError
+from pushapp.db import json_text
 from sessions_timeline.models import Session
 from sessions_timeline.services import daily_activity_add, sessions_assign
 from sessions_timeline.sessionize import SessionEvent, sdk_session_id
@@ -283,8 +283,8 @@ def _events_insert_postgresql(
         columns["session_ids"].append(session.pk if session is not None else None)
         columns["types"].append(message.type)
         columns["names"].append(message.name)
-        columns["properties"].append(orjson.dumps(message.properties).decode())
-        columns["contexts"].append(orjson.dumps(message.context).decode())
+        columns["properties"].append(json_text(message.properties))
+        columns["contexts"].append(json_text(message.context))
         columns["timestamps"].append(message.identity.timestamp)
         columns["original_timestamps"].append(message.original_timestamp)
         columns["message_ids"].append(message.message_id)

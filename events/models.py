@@ -19,7 +19,10 @@ class Event(models.Model):
         SDK = "sdk", "SDK (write key)"
         SERVER = "server", "Server (server key)"
 
-    app = models.ForeignKey("profiles.App", on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (app, message_id) below; a separate index would cost every insert.
+    app = models.ForeignKey(
+        "profiles.App", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     # Indexed by the (profile, timestamp) timeline index below.
     profile = models.ForeignKey(
         "profiles.Profile", on_delete=models.CASCADE, related_name="events", db_index=False

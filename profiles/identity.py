@@ -39,6 +39,7 @@ from profiles.models import (
 )
 from profiles.selectors import batch_lookups
 from pushapp.api import ApplicationError
+from pushapp.db import rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -197,13 +198,13 @@ class BatchResolver:
     def _load_profiles(self, wanted: Q) -> None:
         """Lock the profiles ``wanted`` names and the live ends of their merge chains."""
         base = Profile.objects.filter(app=self.app)
-        hop1 = base.filter(wanted).values("merged_into_id")
-        hop2 = base.filter(pk__in=hop1).values("merged_into_id")
-        query = base.filter(wanted | Q(pk__in=hop1) | Q(pk__in=hop2))
-        loaded = list(query.order_by("pk").select_for_update())
+        # One index-driven statement (a BitmapOr of the pk and (app, user_id) indexes); folding
+        # the merge targets into it as subqueries made PostgreSQL scan the whole table.
+        loaded = list(base.filter(wanted).order_by("pk").select_for_update())
         for profile in loaded:
             self._remember(profile)
-        # Chains longer than two hops are rare (the merge task shortens them): follow the rest.
+        # Tombstones among them: one more statement for their targets (merges keep chains one
+        # hop long), rarely another for a chain not yet shortened.
         missing = self._unloaded_targets(loaded)
         while missing:
             more = list(base.filter(pk__in=missing).order_by("pk").select_for_update())
@@ -624,7 +625,8 @@ class BatchResolver:
         for profile in profiles:
             profile.updated_at = now
         if profiles:
-            Profile.objects.bulk_update(
+            rows_update(
+                Profile,
                 profiles,
                 [
                     "user_id",
@@ -643,7 +645,8 @@ class BatchResolver:
         for device in devices:
             device.updated_at = now
         if devices:
-            Device.objects.bulk_update(
+            rows_update(
+                Device,
                 devices,
                 [
                     "profile",

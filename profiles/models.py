@@ -71,7 +71,8 @@ class Profile(models.Model):
         GUEST = "guest", "Guest"
         IDENTIFIED = "identified", "Identified"
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="profiles")
+    # Indexed by (app, -last_seen_at).
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="profiles", db_index=False)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user_id = models.CharField(max_length=255, null=True, blank=True)
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.GUEST)
@@ -121,7 +122,8 @@ class Profile(models.Model):
 class Device(models.Model):
     """An app install. Keyed per app by the SDK's anonymous id (Segment) or ``device_id`` (native)."""
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="devices")
+    # Indexed by the unique (app, device_id).
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="devices", db_index=False)
     device_id = models.CharField(max_length=255)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="devices")
     binding_changed_at = models.DateTimeField(

@@ -12,6 +12,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce, TruncDate
 
 from profiles.models import App
+from pushapp.db import rows_update
 from sessions_timeline.models import ProfileDailyActivity, Session
 from sessions_timeline.sessionize import SessionEvent, Sessionizer, sdk_session_id
 
@@ -47,7 +48,8 @@ def sessions_assign(
     if sessionizer.new:
         Session.objects.bulk_create(sessionizer.new)
     if sessionizer.changed:
-        Session.objects.bulk_update(
+        rows_update(
+            Session,
             list(sessionizer.changed.values()),
             [
                 "started_at",

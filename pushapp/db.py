@@ -1,0 +1,85 @@
+"""Database helpers for the hot paths."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from django.db import connection, models
+
+
+def json_text(value: Any) -> str:
+    """JSON for PostgreSQL: orjson, or the standard library for what orjson refuses (integers
+    past 64 bits, which JSONB hands back for numbers such as 1e30)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+_ARRAY_TYPES = {
+    "AutoField": "bigint",
+    "BigAutoField": "bigint",
+    "BigIntegerField": "bigint",
+    "IntegerField": "bigint",
+    "PositiveIntegerField": "bigint",
+    "PositiveBigIntegerField": "bigint",
+    "SmallIntegerField": "bigint",
+    "ForeignKey": "bigint",
+    "BooleanField": "boolean",
+    "CharField": "text",
+    "TextField": "text",
+    "JSONField": "text",
+    "DateTimeField": "timestamptz",
+    "DateField": "date",
+    "UUIDField": "uuid",
+}
+
+
+def rows_update(model: type[models.Model], rows: Sequence[models.Model], fields: list[str]) -> None:
+    """Write ``fields`` of ``rows`` (each a different value) in one UPDATE.
+
+    On PostgreSQL: ``UPDATE .. FROM unnest(<one binary array per column>)``; Django's
+    ``bulk_update`` builds a ``CASE WHEN`` per row and field instead, which costs about a
+    second of Python for 100 rows of 10 fields (docs/benchmarks.md). Elsewhere (SQLite) it is
+    ``bulk_update``.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(rows, fields)
+        return
+    import psycopg
+
+    meta = model._meta
+    columns: list[Any] = [meta.get_field(name) for name in fields]
+    arrays: list[list[Any]] = [[row.pk for row in rows]]
+    assignments, casts = [], ["%b::bigint[]"]
+    for position, field in enumerate(columns, start=1):
+        internal = field.get_internal_type()
+        array_type = _ARRAY_TYPES[internal]
+        values: list[Any] = []
+        for row in rows:
+            value = getattr(row, field.attname)
+            if field.is_relation and field.is_cached(row):
+                # Assigned before the related row had its pk (inserted in the same batch).
+                related = field.get_cached_value(row)
+                value = related.pk if related is not None else None
+            if internal == "JSONField":
+                value = None if value is None else json_text(value)
+            values.append(value)
+        arrays.append(values)
+        casts.append(f"%b::{array_type}[]")
+        source = f"v.c{position}::jsonb" if internal == "JSONField" else f"v.c{position}"
+        assignments.append(f'"{field.column}" = {source}')
+    names = ", ".join(["id", *(f"c{n}" for n in range(1, len(columns) + 1))])
+    sql = (
+        f'UPDATE "{meta.db_table}" SET {", ".join(assignments)} '
+        f"FROM unnest({', '.join(casts)}) AS v({names}) "
+        f'WHERE "{meta.db_table}"."{meta.pk.column}" = v.id'
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, arrays)
