@@ -26,7 +26,7 @@ from profiles.identity import (
 )
 from profiles.models import App, Device, Profile
 from pushapp.api import ApplicationError
-from pushapp.db import json_text
+from pushapp.db import binary_cursor, json_text
 from sessions_timeline.models import Session
 from sessions_timeline.services import daily_activity_add, sessions_assign
 from sessions_timeline.sessionize import SessionEvent, sdk_session_id
@@ -261,8 +261,6 @@ def _events_insert_postgresql(
 ) -> set[str]:
     """One INSERT .. SELECT FROM unnest() with binary array parameters: about 5x Django's
     bulk_create here (docs/benchmarks.md), which sends every array element as text."""
-    import psycopg
-
     columns: dict[str, list[Any]] = {
         "profile_ids": [],
         "device_ids": [],
@@ -288,10 +286,7 @@ def _events_insert_postgresql(
         columns["timestamps"].append(message.identity.timestamp)
         columns["original_timestamps"].append(message.original_timestamp)
         columns["message_ids"].append(message.message_id)
-    connection.ensure_connection()
-    # Django's cursors bind client-side; a plain psycopg cursor on the same connection (and so
-    # the same transaction) binds server-side, which the binary arrays need.
-    with psycopg.Cursor(connection.connection) as cursor:
+    with binary_cursor() as cursor:
         cursor.execute(
             _INSERT_SQL,
             {"app": app.pk, "received_at": received_at, "source": source, **columns},

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 # Unique-constraint races and deadlocks are resolved by re-running the whole request.
 RETRYABLE_ERRORS = (IntegrityError, OperationalError)
+# Row locks are FOR NO KEY UPDATE: writers of profiles and devices exclude each other, while
+# inserts of events (whose foreign key takes KEY SHARE on the profile) are not blocked.
 
 PLACEHOLDER_USER_IDS = frozenset(
     {"", "null", "undefined", "none", "nil", "0", "-1", "anonymous", "guest", "[object object]"}
@@ -162,7 +164,7 @@ class BatchResolver:
             list(
                 Device.objects.filter(app=self.app, device_id__in=device_keys)
                 .order_by("pk")
-                .select_for_update()
+                .select_for_update(no_key=True)
             )
             if device_keys
             else []
@@ -200,14 +202,14 @@ class BatchResolver:
         base = Profile.objects.filter(app=self.app)
         # One index-driven statement (a BitmapOr of the pk and (app, user_id) indexes); folding
         # the merge targets into it as subqueries made PostgreSQL scan the whole table.
-        loaded = list(base.filter(wanted).order_by("pk").select_for_update())
+        loaded = list(base.filter(wanted).order_by("pk").select_for_update(no_key=True))
         for profile in loaded:
             self._remember(profile)
         # Tombstones among them: one more statement for their targets (merges keep chains one
         # hop long), rarely another for a chain not yet shortened.
         missing = self._unloaded_targets(loaded)
         while missing:
-            more = list(base.filter(pk__in=missing).order_by("pk").select_for_update())
+            more = list(base.filter(pk__in=missing).order_by("pk").select_for_update(no_key=True))
             for profile in more:
                 self._remember(profile)
             missing = self._unloaded_targets(more)
@@ -729,7 +731,7 @@ def _merge_settings() -> tuple[int, float]:
 
 def _lock_profiles(*profile_ids: int) -> dict[int, Profile]:
     """Lock profiles in id order (every writer locks in this order)."""
-    rows = Profile.objects.filter(pk__in=profile_ids).order_by("pk").select_for_update()
+    rows = Profile.objects.filter(pk__in=profile_ids).order_by("pk").select_for_update(no_key=True)
     return {profile.pk: profile for profile in rows}
 
 
@@ -737,7 +739,7 @@ def _live_locked(profile: Profile) -> Profile:
     for _ in range(100):
         if profile.merged_into_id is None:
             return profile
-        profile = Profile.objects.select_for_update().get(pk=profile.merged_into_id)
+        profile = Profile.objects.select_for_update(no_key=True).get(pk=profile.merged_into_id)
     raise IdentityError("The merge chain does not end (a cycle?).", code="merge_cycle")
 
 
@@ -822,7 +824,9 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         if merge.status in (ProfileMerge.Status.DONE, ProfileMerge.Status.UNDONE):
             return merge
         devices = list(
-            Device.objects.filter(profile_id=merge.source_id).order_by("pk").select_for_update()
+            Device.objects.filter(profile_id=merge.source_id)
+            .order_by("pk")
+            .select_for_update(no_key=True)
         )
         profiles = _lock_profiles(merge.source_id, merge.target_id)
         source = profiles[merge.source_id]
@@ -1081,7 +1085,9 @@ def merge_undo(*, merge_id: int, requested_by: Any = None) -> ProfileMerge:
             raise IdentityError(problem, code="undo_refused")
         moved_devices = [int(pk) for pk in merge.counts.get("devices", [])]
         devices = list(
-            Device.objects.filter(pk__in=moved_devices).order_by("pk").select_for_update()
+            Device.objects.filter(pk__in=moved_devices)
+            .order_by("pk")
+            .select_for_update(no_key=True)
         )
         locked = _lock_profiles(merge.source_id, merge.target_id)
         source, target = locked[merge.source_id], locked[merge.target_id]

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from django.db import connection, models
+
+
+@contextmanager
+def binary_cursor() -> Iterator[Any]:
+    """A psycopg cursor on Django's connection (same transaction) that binds parameters
+    server-side, as binary arrays (``%b``) need; Django's own cursors bind client-side.
+    Errors come out as Django's (IntegrityError, OperationalError, ...), like any query's, so
+    callers retry them the same way."""
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def json_text(value: Any) -> str:
@@ -51,8 +65,6 @@ def rows_update(model: type[models.Model], rows: Sequence[models.Model], fields:
     if connection.vendor != "postgresql":
         model._default_manager.bulk_update(rows, fields)
         return
-    import psycopg
-
     meta = model._meta
     columns: list[Any] = [meta.get_field(name) for name in fields]
     arrays: list[list[Any]] = [[row.pk for row in rows]]
@@ -80,6 +92,5 @@ def rows_update(model: type[models.Model], rows: Sequence[models.Model], fields:
         f"FROM unnest({', '.join(casts)}) AS v({names}) "
         f'WHERE "{meta.db_table}"."{meta.pk.column}" = v.id'
     )
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with binary_cursor() as cursor:
         cursor.execute(sql, arrays)

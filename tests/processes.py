@@ -221,7 +221,7 @@ def running_server(
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=open(os.environ.get("PUSHAPP_SERVER_LOG", os.devnull), "ab"),  # noqa: SIM115
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
