@@ -105,6 +105,8 @@ class Profile(models.Model):
         ]
         indexes = [
             models.Index(fields=["app", "-last_seen_at"], name="profile_app_last_seen"),
+            # The admin list across all apps (superusers), newest first.
+            models.Index(fields=["-last_seen_at"], name="profile_last_seen"),
         ]
         # Attribute filters use indexes created outside the model state (PostgreSQL only):
         # a GIN (jsonb_path_ops) index on ``attributes`` and expression indexes per configured

@@ -38,7 +38,8 @@ class Session(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["profile", "-started_at"], name="session_profile_started"),
+            # The timeline's keyset order, id included so no page ever sorts a whale's sessions.
+            models.Index(fields=["profile", "-started_at", "-id"], name="session_profile_started"),
             models.Index(fields=["device", "-last_event_at"], name="session_device_last_event"),
         ]
 
