@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# PushApp benchmarks (GitHub issue 8): bash bench/run.sh [--quick] [--profile]
+#
+#   --quick    20,000 profiles / 200,000 events (+ a 100,000-event whale), short phases: < 3 min
+#   (default)  1,000,000 profiles / 10,000,000 events (+ a 1,000,000-event whale): < 30 min
+#   --profile  also py-spy the gunicorn workers during ingestion (bench/results/<run>/)
+#   --only=a,b run only these phases (copy, ingestion, naive, track, timeline, admin)
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and redis-server installed; never touches
+# the test databases: it works in its own database (pushapp_bench, pushapp_bench_quick, or
+# BENCH_DATABASE), which it creates, migrates and fills (bench/dataset.py, reused when its
+# marker says it already has the requested size). Servers (gunicorn, Celery, a throwaway
+# redis-server) run on free ports of 127.0.0.1 and are stopped at the end.
+#
+# PostgreSQL tuning, only when the server needs it and only reloadable settings (ALTER SYSTEM +
+# pg_reload_conf(), never a restart), put back as they were when the run ends:
+#   max_wal_size >= 8GB      the 11M-event load writes ~15 GB of WAL, and at the default 1GB a
+#                            checkpoint every few seconds slows it and puts 50 ms spikes into
+#                            request latencies (PERFORMANCE.md);
+#   checkpoint_timeout 15min no time-driven checkpoint inside a measurement window.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+started=$(date +%s)
+
+mode=full
+for arg in "$@"; do
+  case "$arg" in
+    --quick) mode=quick ;;
+    --profile|--only=*) ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--profile] [--only=copy,ingestion,naive,track,timeline,admin]" >&2; exit 2 ;;
+  esac
+done
+
+PG_PORT=${BENCH_PG_PORT:-5432}  # another PostgreSQL on 127.0.0.1 (e.g. a throwaway one with other settings)
+PG="psql -X -q -h 127.0.0.1 -p $PG_PORT -U postgres"
+if [ "$mode" = quick ]; then db=${BENCH_DATABASE:-pushapp_bench_quick}; else db=${BENCH_DATABASE:-pushapp_bench}; fi
+case "$db" in pushapp_bench*) ;; *) echo "BENCH_DATABASE must start with pushapp_bench" >&2; exit 2 ;; esac
+
+# BENCH_DATABASE_OPTIONS: a query string for the servers' DATABASE_URL, to try connection
+# settings, e.g. BENCH_DATABASE_OPTIONS='options=-c%20jit%3Doff'.
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db${BENCH_DATABASE_OPTIONS:+?$BENCH_DATABASE_OPTIONS}"
+export DJANGO_SETTINGS_MODULE=bench.settings
+export DEBUG=0 SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0
+export ALLOWED_HOSTS="127.0.0.1,localhost,testserver"
+export SECRET_KEY=${SECRET_KEY:-bench-only-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+export CONN_MAX_AGE=600 LOG_LEVEL=WARNING
+unset REDIS_URL  # in-process measurements run Celery tasks eagerly; the servers get their own
+
+# -- PostgreSQL settings: raise only what is too low, restore on exit -------------------------
+restore=()
+tune() {  # name, minimum in the setting's unit, value to set
+  local name=$1 minimum=$2 value=$3 current sourcefile
+  current=$($PG -Atc "SELECT setting::bigint FROM pg_settings WHERE name = '$name'")
+  if [ "$current" -lt "$minimum" ]; then
+    sourcefile=$($PG -Atc "SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = '$name'")
+    if [[ "$sourcefile" == *postgresql.auto.conf ]]; then
+      restore+=("ALTER SYSTEM SET $name = '$($PG -Atc "SHOW $name")'")
+    else
+      restore+=("ALTER SYSTEM RESET $name")
+    fi
+    echo "[bench] PostgreSQL: $name $($PG -Atc "SHOW $name") -> $value for this run (reloadable; restored at the end)"
+    $PG -c "ALTER SYSTEM SET $name = '$value'"
+    tuned=1
+  fi
+}
+tuned=0
+tune max_wal_size 8192 8GB           # MB
+tune checkpoint_timeout 900 15min    # s
+if [ "$tuned" = 1 ]; then $PG -Atc "SELECT pg_reload_conf()" >/dev/null; sleep 1; fi
+cleanup() {
+  if [ ${#restore[@]} -gt 0 ]; then
+    for statement in "${restore[@]}"; do $PG -c "$statement"; done
+    $PG -Atc "SELECT pg_reload_conf()" >/dev/null
+    echo "[bench] PostgreSQL settings restored"
+  fi
+}
+trap cleanup EXIT
+
+# -- database, schema, dataset ---------------------------------------------------------------
+if ! $PG -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+  echo "[bench] creating database $db"
+  createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres "$db"
+fi
+"$PY" manage.py migrate --noinput -v 0
+if [ "$mode" = quick ]; then
+  "$PY" bench/dataset.py --quick
+else
+  "$PY" bench/dataset.py
+fi
+
+# -- the measurements --------------------------------------------------------------------------
+"$PY" bench/run.py "$@"
+echo "[bench] $mode run finished in $(( $(date +%s) - started )) s"
