@@ -66,6 +66,9 @@ def database_from_url(url: str | None, *, sqlite_path: Path, conn_max_age: int) 
             f"DATABASE_URL scheme {parts.scheme!r} is not supported (use postgres:// or sqlite://)"
         )
     options: dict[str, Any] = dict(parse_qsl(parts.query))
+    # PushApp's queries are short index scans; JIT compilation only adds milliseconds to them
+    # (docs/benchmarks.md). A URL's own ?options=... wins.
+    options.setdefault("options", "-c jit=off")
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
