@@ -927,23 +927,22 @@ def _max_time(first: datetime | None, second: datetime | None) -> datetime | Non
     return max((t for t in (first, second) if t is not None), default=None)
 
 
-def merges_sweep(*, now: datetime | None = None) -> int:
-    """Re-queue merges left pending (the broker was down at commit) or running with a stale
-    heartbeat (the worker died). Returns how many were queued."""
+def stale_work_ids(model: Any, *, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """Outbox rows (merges, jobs) left pending past the grace period (the broker was down at
+    commit) or running without a heartbeat (the worker died): what the sweeper re-queues."""
     now = now or timezone.now()
     pending_grace = int(getattr(settings, "MERGE_PENDING_GRACE_SECONDS", 20))
     stuck_after = int(getattr(settings, "MERGE_STUCK_AFTER_SECONDS", 300))
-    stale = ProfileMerge.objects.filter(
-        Q(
-            status=ProfileMerge.Status.PENDING,
-            created_at__lt=now - timedelta(seconds=pending_grace),
-        )
-        | Q(
-            status=ProfileMerge.Status.RUNNING,
-            heartbeat_at__lt=now - timedelta(seconds=stuck_after),
-        )
+    stale = model.objects.filter(
+        Q(status="pending", created_at__lt=now - timedelta(seconds=pending_grace))
+        | Q(status="running", heartbeat_at__lt=now - timedelta(seconds=stuck_after))
     ).order_by("pk")
-    merge_ids = list(stale.values_list("pk", flat=True)[:1000])
+    return list(stale.values_list("pk", flat=True)[:limit])
+
+
+def merges_sweep(*, now: datetime | None = None) -> int:
+    """Re-queue stale merges. Returns how many were queued."""
+    merge_ids = stale_work_ids(ProfileMerge, now=now)
     merges_enqueue(merge_ids)
     return len(merge_ids)
 
@@ -1308,20 +1307,7 @@ def background_job_run(*, job_id: int) -> BackgroundJob:
 
 
 def jobs_sweep(*, now: datetime | None = None) -> int:
-    """Re-queue jobs left pending or with a stale heartbeat."""
-    now = now or timezone.now()
-    pending_grace = int(getattr(settings, "MERGE_PENDING_GRACE_SECONDS", 20))
-    stuck_after = int(getattr(settings, "MERGE_STUCK_AFTER_SECONDS", 300))
-    stale = BackgroundJob.objects.filter(
-        Q(
-            status=BackgroundJob.Status.PENDING,
-            created_at__lt=now - timedelta(seconds=pending_grace),
-        )
-        | Q(
-            status=BackgroundJob.Status.RUNNING,
-            heartbeat_at__lt=now - timedelta(seconds=stuck_after),
-        )
-    ).order_by("pk")
-    job_ids = list(stale.values_list("pk", flat=True)[:100])
+    """Re-queue stale jobs. Returns how many were queued."""
+    job_ids = stale_work_ids(BackgroundJob, now=now, limit=100)
     jobs_enqueue(job_ids)
     return len(job_ids)
