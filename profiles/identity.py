@@ -37,7 +37,7 @@ from profiles.models import (
     ProfileAlias,
     ProfileMerge,
 )
-from profiles.selectors import batch_lookups
+from profiles.selectors import batch_lookups, profile_live
 from pushapp.api import ApplicationError
 from pushapp.db import rows_update
 
@@ -968,7 +968,7 @@ def merge_preview(*, source: Profile, target: Profile) -> MergePreview:
     from events.models import Event
     from sessions_timeline.models import Session
 
-    source, target = _live(source), _live(target)
+    source, target = profile_live(source), profile_live(target)
     if source.pk == target.pk:
         raise IdentityError("Both are the same person already.", code="same_profile")
     conflicts = {
@@ -987,14 +987,6 @@ def merge_preview(*, source: Profile, target: Profile) -> MergePreview:
         needs_force=source.kind == Profile.Kind.IDENTIFIED
         and target.kind == Profile.Kind.IDENTIFIED,
     )
-
-
-def _live(profile: Profile) -> Profile:
-    for _ in range(100):
-        if profile.merged_into_id is None:
-            return profile
-        profile = Profile.objects.get(pk=profile.merged_into_id)
-    raise IdentityError("The merge chain does not end (a cycle?).", code="merge_cycle")
 
 
 def merge_request(
@@ -1205,7 +1197,7 @@ def profiles_resync(*, profile_ids: list[int]) -> int:
         )
         for device in stranded:
             Device.objects.filter(pk=device.pk).update(
-                profile=_live(device.profile), updated_at=timezone.now()
+                profile=profile_live(device.profile), updated_at=timezone.now()
             )
     return updated
 

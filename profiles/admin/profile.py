@@ -528,16 +528,7 @@ def profile_page_context(*, profile: Profile, older: str | None) -> dict[str, An
     from pushapp.api import ApplicationError
     from sessions_timeline.selectors import daily_activity, timeline_page
 
-    fields = list(
-        ProfileField.objects.filter(app_id=profile.app_id).order_by("display_order", "key")
-    )
-    configured_keys = {field.key for field in fields}
-    configured = [(field.label, _display(profile.attributes.get(field.key))) for field in fields]
-    custom = [
-        (key, _display(value))
-        for key, value in sorted(profile.attributes.items())
-        if key not in configured_keys
-    ]
+    # The fields and attributes come from mask_profile_page (PII-aware), not from here.
     try:
         timeline = timeline_page(profile=profile, cursor=older, limit=20)
     except ApplicationError:
@@ -556,8 +547,6 @@ def profile_page_context(*, profile: Profile, older: str | None) -> dict[str, An
     )
     return {
         "devices": list(Device.objects.filter(profile=profile).order_by("-last_seen_at")),
-        "configured_fields": configured,
-        "custom_attributes": custom,
         "timeline": timeline,
         "timeline_cursor": older,
         "chart": _chart(daily_activity(profile=profile, days=90)),
@@ -566,16 +555,6 @@ def profile_page_context(*, profile: Profile, older: str | None) -> dict[str, An
         if profile.merged_into_id
         else None,
     }
-
-
-def _display(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)[:500]
-    return str(value)[:500]
 
 
 def _key_properties(properties: dict[str, Any], limit: int = 3) -> list[tuple[str, str]]:
