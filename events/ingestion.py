@@ -302,15 +302,9 @@ def _events_insert_orm(
     received_at: datetime,
     source: str,
 ) -> set[str]:
-    """The embedded (SQLite) path: its IMMEDIATE transactions serialise writers, so reading the
-    existing ids first cannot race."""
-    message_ids = [message.message_id for message, _ in rows]
-    existing = set(
-        Event.objects.filter(app=app, message_id__in=message_ids).values_list(
-            "message_id", flat=True
-        )
-    )
-    fresh = [(message, outcome) for message, outcome in rows if message.message_id not in existing]
+    """The embedded (SQLite) path: ``rows`` are already the ids :func:`events_known` did not
+    find, and SQLite's IMMEDIATE transactions serialise writers, so nothing can race in."""
+    fresh = rows
     Event.objects.bulk_create(
         Event(
             app=app,
