@@ -1,10 +1,13 @@
-"""The timeline read model: a profile's activity newest first, sessions (with their latest
-events) and standalone events interleaved by time, paginated by keyset.
+"""The timeline read model: a profile's activity newest first, sessions (each with its
+``EVENTS_PER_SESSION`` = 5 newest events and how many more it holds) and standalone events
+interleaved by time, paginated by keyset.
 
 Cost: two index range scans of ``limit + 1`` rows (sessions by ``(profile, started_at)``,
 standalone events by the partial index on ``(profile, timestamp) WHERE session IS NULL``) and
-one read of the page's session events, bounded by the page's time span: independent of how
-long the history is.
+one read of at most 5 events per session on the page: independent of how long the history is
+and of how many events a session has. Events are read with ``TIMELINE_EVENT_FIELDS`` only (never
+the large ``context`` JSON); a session's full event list is the profile events API over its
+span.
 """
 
 from __future__ import annotations
@@ -26,7 +29,20 @@ from profiles.models import Profile
 from pushapp.api import ApplicationError
 from sessions_timeline.models import ProfileDailyActivity, Session
 
-EVENTS_PER_SESSION = 20
+EVENTS_PER_SESSION = 5
+# The event columns the timeline's readers use (the API's item JSON, the admin profile page and
+# its PII masking): every other column, ``context`` above all, is deferred. ``session_id``
+# groups a session's events; the primary key is required by ``raw()`` for deferred loading.
+TIMELINE_EVENT_FIELDS = (
+    "id",
+    "session_id",
+    "message_id",
+    "type",
+    "name",
+    "timestamp",
+    "properties",
+    "source",
+)
 MAX_LIMIT = 100
 # Sessions sort before standalone events of the same instant.
 KIND_RANK = {"session": 1, "event": 0}
@@ -84,7 +100,9 @@ def timeline_page(*, profile: Profile, cursor: str | None = None, limit: int = 2
     limit = max(1, min(limit, MAX_LIMIT))
     after = Cursor.decode(cursor) if cursor else None
     sessions = Session.objects.filter(profile=profile).select_related("device")
-    standalone = Event.objects.filter(profile=profile, session__isnull=True)
+    standalone = Event.objects.filter(profile=profile, session__isnull=True).only(
+        *TIMELINE_EVENT_FIELDS
+    )
     if after is not None:
         if after.kind == "session":
             sessions = sessions.filter(
@@ -114,29 +132,34 @@ def timeline_page(*, profile: Profile, cursor: str | None = None, limit: int = 2
 
 
 def _attach_session_events(profile: Profile, items: list[TimelineItem]) -> None:
-    """The newest events of each session on the page. On PostgreSQL one statement: per session
-    a LATERAL index range scan of the timeline index over that session's own span, LIMIT 20,
-    so the cost is the page's events, whatever the profile's history."""
+    """The ``EVENTS_PER_SESSION`` newest events of each session on the page, with the columns
+    of ``TIMELINE_EVENT_FIELDS`` only. On PostgreSQL one statement: per session a LATERAL index
+    range scan of the timeline index from the newest end of that session's own span, LIMIT 5,
+    so the cost is at most 5 events per session on the page, whatever the profile's history
+    and however many events a session holds."""
     sessions = {item.session.pk: item for item in items if item.session is not None}
     if not sessions:
         return
     events: Iterable[Event]
     if connection.vendor == "postgresql":
+        # The span's newest end is ``last_event_at``, the newest timestamp of the session's
+        # events; ``ended_at`` (its newest Application Backgrounded) can be older when an event
+        # with the same SDK session id followed it, so it is not the bound on its own.
+        on_page = [item.session for item in items if item.session is not None]
         spans = [
-            (
-                item.session.pk,
-                item.session.started_at,
-                item.session.ended_at or item.session.last_event_at,
-            )
-            for item in items
-            if item.session is not None
+            (s.pk, s.started_at, max(s.last_event_at, s.ended_at or s.last_event_at))
+            for s in on_page
         ]
+        quote = connection.ops.quote_name
+        # Event's attribute names are its column names (no db_column).
+        columns = [quote(name) for name in TIMELINE_EVENT_FIELDS]
         events = Event.objects.raw(
-            """
-            SELECT e.* FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
+            f"""
+            SELECT {", ".join(f"e.{column}" for column in columns)}
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
                 AS s(id, started, ended)
             CROSS JOIN LATERAL (
-                SELECT * FROM events_event
+                SELECT {", ".join(columns)} FROM {quote(Event._meta.db_table)}
                 WHERE profile_id = %s AND session_id = s.id
                   AND timestamp >= s.started AND timestamp <= s.ended
                 ORDER BY timestamp DESC, id DESC
@@ -155,6 +178,7 @@ def _attach_session_events(profile: Profile, items: list[TimelineItem]) -> None:
     else:
         events = (
             Event.objects.filter(profile=profile, session_id__in=list(sessions))
+            .only(*TIMELINE_EVENT_FIELDS)
             .annotate(
                 rank=Window(
                     RowNumber(),

@@ -6,9 +6,12 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from profiles.models import Profile
+from profiles.models import App, AppMembership, Profile
 from tests.conftest import ApiApp
 from tests.factories import UserFactory
 from tests.messages import Send, identify, profile_of, track
@@ -103,3 +106,68 @@ def test_profile_page_queries_do_not_grow_with_history(
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
     assert counts[1] <= 20
+
+
+def test_a_session_shows_its_newest_5_events_and_how_many_earlier(
+    staff_client: Client, send: Send
+) -> None:
+    send(*({**track("d1", f"Step {n}", n / 10), "properties": {"n": n}} for n in range(12)))
+    html = page(staff_client, profile_of("d1"))
+    assert html.count('class="pp-session"') == 1
+    assert html.count('class="pp-event"') == 5
+    shown = re.findall(r'class="pp-event-name">([^<]*)<', html)
+    assert shown == ["Step 11", "Step 10", "Step 9", "Step 8", "Step 7"]
+    assert "n=11" in html and "n=6" not in html
+    assert "… 7 earlier events in this session" in html
+
+
+def _viewer_without_pii() -> Client:
+    user = UserFactory.create()
+    user.user_permissions.add(*Permission.objects.filter(codename="view_profile"))
+    AppMembership.objects.bulk_create(
+        AppMembership(app=app, user=user, role=AppMembership.Role.VIEWER)
+        for app in App.objects.all()
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _history(send: Send, user: str, events_per_session: int) -> Profile:
+    """Four sessions of ``events_per_session`` events (two hours apart) and two server-side
+    events, with large contexts and an email trait (masked for staff without PII)."""
+    context = {"context": {"library": {"name": "analytics-ios"}, "userAgent": "x" * 400}}
+    messages: list[dict] = [identify(f"{user}-phone", user, 0, {"email": f"{user}@example.com"})]
+    for session in range(4):
+        messages += [
+            {**track(f"{user}-phone", f"S{session} E{n}", session * 120 + 1 + n / 10), **context}
+            for n in range(events_per_session)
+        ]
+        messages.append(track(None, f"Server {session}", session * 120 + 60, user=user))
+    send(*messages)
+    return Profile.objects.get(user_id=user)
+
+
+@pytest.mark.parametrize("pii", [True, False], ids=["superuser", "viewer-without-pii"])
+def test_profile_page_queries_do_not_depend_on_events_per_session(
+    staff_client: Client, send: Send, pii: bool
+) -> None:
+    """The same statements whether sessions hold 3 or 30 events: at most 5 events a session
+    are read, without their context, and the page loads no deferred column per event."""
+    profiles = {"few": (_history(send, "few", 3), 3), "many": (_history(send, "many", 30), 30)}
+    client = staff_client if pii else _viewer_without_pii()
+    page(client, profiles["few"][0])  # warm the per-request caches
+    counts = []
+    for user, (profile, per_session) in profiles.items():
+        with CaptureQueriesContext(connection) as queries:
+            html = page(client, profile)
+        assert html.count('class="pp-session"') == 4
+        assert html.count('class="pp-standalone"') == 4
+        assert html.count('class="pp-event"') == min(per_session, 5) * 3 + min(per_session + 1, 5)
+        assert ("25 earlier events in this session" in html) == (per_session == 30)
+        assert (f"{user}@example.com" in html) == pii
+        events_sql = [q["sql"] for q in queries.captured_queries if "events_event" in q["sql"]]
+        assert len(events_sql) == 2, events_sql  # the standalone events, the sessions' events
+        assert not [sql for sql in events_sql if '"context"' in sql], events_sql
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts

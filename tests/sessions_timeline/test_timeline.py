@@ -3,13 +3,18 @@ standalone events interleaved, keyset pages, and both histories interleaved afte
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from profiles.identity import merge_request
 from profiles.models import Profile
-from sessions_timeline.selectors import timeline_page
+from sessions_timeline.api.views import item_json
+from sessions_timeline.selectors import EVENTS_PER_SESSION, timeline_page
 from tests.conftest import ApiApp
 from tests.messages import Send, identify, profile_of, track
 
@@ -67,8 +72,111 @@ def test_pages_cover_everything_once_in_order(send: Send, limit: int) -> None:
 def test_a_session_shows_its_newest_events_and_how_many_more(send: Send) -> None:
     send(*(track("d1", f"E{n}", n / 10) for n in range(30)))
     item = timeline_page(profile=profile_of("d1"), limit=5).items[0]
-    assert len(item.events) == 20 and item.events[0].name == "E29"
-    assert item.more_events == 10
+    assert EVENTS_PER_SESSION == 5
+    assert [event.name for event in item.events] == ["E29", "E28", "E27", "E26", "E25"]
+    assert item.more_events == 25
+
+
+def test_timeline_api_shows_a_sessions_newest_5_events_and_how_many_more(
+    api_app: ApiApp, send: Send
+) -> None:
+    send(
+        identify("d1", "fay", 0),
+        *({**track("d1", f"E{n}", 1 + n / 10), "properties": {"n": n}} for n in range(11)),
+    )
+    response = api_app.get("/api/v1/profiles/fay/timeline")
+    assert response.status_code == 200, response.content
+    [session] = response.json()["items"]
+    assert session["kind"] == "session" and session["event_count"] == 12  # the identify too
+    assert [event["name"] for event in session["events"]] == ["E10", "E9", "E8", "E7", "E6"]
+    assert session["more_events"] == 7
+    assert set(session["events"][0]) == {
+        "message_id",
+        "type",
+        "name",
+        "timestamp",
+        "properties",
+        "source",
+    }
+    assert session["events"][0]["properties"] == {"n": 10}
+    assert session["events"][0]["source"] == "sdk" and session["events"][0]["type"] == "track"
+    # All of them from the events API over the session's span (end is exclusive: just after).
+    last = datetime.fromisoformat(session["last_event_at"])
+    span = urlencode(
+        {
+            "start": session["started_at"],
+            "end": (last + timedelta(microseconds=1)).isoformat(),
+            "limit": 200,
+        }
+    )
+    events = api_app.get(f"/api/v1/profiles/fay/events?{span}").json()["events"]
+    assert [event["name"] for event in events] == [f"E{n}" for n in range(10, -1, -1)] + [""]
+    exclusive = urlencode({"start": session["started_at"], "end": session["last_event_at"]})
+    assert len(api_app.get(f"/api/v1/profiles/fay/events?{exclusive}").json()["events"]) == 11
+
+
+def test_events_after_a_backgrounded_event_of_the_same_sdk_session_are_shown(
+    send: Send,
+) -> None:
+    """ended_at is the Application Backgrounded; an event with the same SDK session id after
+    it still belongs to the session, and is its newest."""
+    sdk = {"context": {"sessionId": "s-1"}}
+    send(
+        {**track("d1", "A", 0), **sdk},
+        {**track("d1", "Application Backgrounded", 1), **sdk},
+        {**track("d1", "Resumed", 2), **sdk},
+    )
+    [item] = timeline_page(profile=profile_of("d1")).items
+    assert item.session is not None and item.session.event_count == 3
+    assert [event.name for event in item.events] == ["Resumed", "Application Backgrounded", "A"]
+    assert item.more_events == 0
+
+
+def _history(send: Send, user: str, events_per_session: int) -> Profile:
+    """Four sessions of ``events_per_session`` events (two hours apart) and two server-side
+    events, with large contexts."""
+    context = {"context": {"library": {"name": "analytics-ios"}, "userAgent": "x" * 400}}
+    messages: list[dict] = [identify(f"{user}-phone", user, 0)]
+    for session in range(4):
+        messages += [
+            {**track(f"{user}-phone", f"S{session} E{n}", session * 120 + 1 + n / 10), **context}
+            for n in range(events_per_session)
+        ]
+        messages.append(track(None, f"Server {session}", session * 120 + 60, user=user))
+    send(*messages)
+    return Profile.objects.get(user_id=user)
+
+
+def test_timeline_queries_do_not_depend_on_events_per_session(api_app: ApiApp, send: Send) -> None:
+    """Three statements for a page whatever the sessions hold, events read without their
+    context (and nothing loads a deferred column afterwards, one query per event)."""
+    counts = []
+    for user, per_session in (("few", 3), ("many", 30)):
+        profile = _history(send, user, per_session)
+        with CaptureQueriesContext(connection) as queries:
+            page = timeline_page(profile=profile, limit=20)
+            body = [item_json(item) for item in page.items]
+        assert [item["kind"] for item in body] == ["event", "session"] * 4
+        sessions = [item for item in page.items if item.session is not None]
+        assert [len(item.events) for item in sessions] == [min(per_session, 5)] * 3 + [
+            min(per_session + 1, 5)
+        ]
+        assert sessions[0].more_events == max(0, per_session - 5)
+        events = [event for item in sessions for event in item.events] + [
+            item.event for item in page.items if item.event is not None
+        ]
+        assert len(events) == sum(len(item.events) for item in sessions) + 4
+        for event in events:
+            assert "context" in event.get_deferred_fields()
+        sql = [query["sql"] for query in queries.captured_queries]
+        assert len(sql) == 3, sql
+        assert not [text for text in sql if '"context"' in text or "*" in text], sql
+        with CaptureQueriesContext(connection) as api_queries:
+            response = api_app.get(f"/api/v1/profiles/{user}/timeline")
+        assert response.status_code == 200, response.content
+        assert len(response.json()["items"]) == 8
+        counts.append(len(api_queries))
+    assert counts[0] == counts[1], counts
 
 
 def test_after_a_merge_both_histories_interleave_by_time(
