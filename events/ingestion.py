@@ -90,6 +90,10 @@ class BatchResult:
         }
 
 
+class _AlreadyStored(Exception):
+    """The optimistic pass of :func:`ingest` met message ids stored before."""
+
+
 def rejected(index: int, error: ApplicationError) -> ItemResult:
     return ItemResult(index=index, status="rejected", code=error.code, message=error.message)
 
@@ -124,7 +128,7 @@ def ingest(
         seen.add(message.message_id)
         unique.append(message)
 
-    def work() -> dict[int, ItemResult]:
+    def work(*, look_up_known: bool) -> dict[int, ItemResult]:
         resolver, resolved = resolve_batch(
             app=app, requests=[message.identity for message in unique]
         )
@@ -133,7 +137,11 @@ def ingest(
             for message, outcome in zip(unique, resolved, strict=True)
             if outcome.error is None and message.store_event
         ]
-        known = events_known(app=app, message_ids=[m.message_id for m, _ in candidates])
+        known = (
+            events_known(app=app, message_ids=[m.message_id for m, _ in candidates])
+            if look_up_known
+            else set()
+        )
         stored = [(m, outcome) for m, outcome in candidates if m.message_id not in known]
         sessions, new_sessions = sessions_assign(
             app=app,
@@ -145,6 +153,10 @@ def ingest(
         inserted = events_insert(
             app=app, rows=stored, sessions=sessions, received_at=received_at, source=source
         )
+        if not look_up_known and len(inserted) < len(stored):
+            # Some were stored before (a retried batch): the sessions and counters above
+            # counted them. Roll back and run again, looking them up first.
+            raise _AlreadyStored
         activity = [
             (outcome.profile, outcome.device, message.identity.timestamp, 1)
             for message, outcome in stored
@@ -174,7 +186,18 @@ def ingest(
 
     if unique:
         try:
-            results.update(in_retrying_transaction(work))
+            try:
+                # Optimistic: most batches hold no message stored before, so skip the lookup
+                # of known message ids (one statement and a probe of the message-id index per
+                # message); the insert's ON CONFLICT tells, and a batch that had some runs
+                # again with the lookup. SQLite's insert relies on the lookup.
+                results.update(
+                    in_retrying_transaction(
+                        lambda: work(look_up_known=connection.vendor != "postgresql")
+                    )
+                )
+            except _AlreadyStored:
+                results.update(in_retrying_transaction(lambda: work(look_up_known=True)))
         except RETRYABLE_ERRORS as error:
             # Still racing after every retry (or the database is failing over): nothing was
             # stored; 503 tells clients to retry the same message ids, which dedupe makes safe.

@@ -94,3 +94,20 @@ def rows_update(model: type[models.Model], rows: Sequence[models.Model], fields:
     )
     with binary_cursor() as cursor:
         cursor.execute(sql, arrays)
+
+
+def fillfactor_operation(table: str, percent: int) -> Any:
+    """A migration operation leaving ``100 - percent`` % of each heap page of ``table`` free
+    (PostgreSQL only), so an update that changes no indexed column stays on its page (a HOT
+    update: no new index entries, no new page dirtied). For tables updated on every batch."""
+    from django.db import migrations
+
+    def forward(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f"ALTER TABLE {table} SET (fillfactor = {int(percent)})")
+
+    def backward(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+
+    return migrations.RunPython(forward, backward)

@@ -8,6 +8,8 @@ from django.db.models import Q
 
 class Session(models.Model):
     app = models.ForeignKey("profiles.App", on_delete=models.CASCADE, related_name="+")
+    # profile, original_profile and device are indexed by the indexes below, which every
+    # query on them uses (original_profile is only read with its profile).
     profile = models.ForeignKey(
         "profiles.Profile", on_delete=models.CASCADE, related_name="sessions", db_index=False
     )
@@ -17,9 +19,12 @@ class Session(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         related_name="+",
     )
-    device = models.ForeignKey("profiles.Device", on_delete=models.CASCADE, related_name="sessions")
+    device = models.ForeignKey(
+        "profiles.Device", on_delete=models.CASCADE, related_name="sessions", db_index=False
+    )
     sdk_session_id = models.CharField(max_length=128, null=True, blank=True)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
