@@ -77,7 +77,12 @@ class Profile(models.Model):
     user_id = models.CharField(max_length=255, null=True, blank=True)
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.GUEST)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="tombstones"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tombstones",
+        db_index=False,  # partial index below: only tombstones
     )
     attributes = models.JSONField(default=dict, blank=True)
     attribute_times = models.JSONField(
@@ -107,6 +112,12 @@ class Profile(models.Model):
             models.Index(fields=["app", "-last_seen_at"], name="profile_app_last_seen"),
             # The admin list across all apps (superusers), newest first.
             models.Index(fields=["-last_seen_at"], name="profile_last_seen"),
+            # Live profiles (nearly all) stay out of it, so their updates skip it.
+            models.Index(
+                fields=["merged_into"],
+                condition=Q(merged_into__isnull=False),
+                name="profile_tombstones",
+            ),
         ]
         # Attribute filters use indexes created outside the model state (PostgreSQL only):
         # a GIN (jsonb_path_ops) index on ``attributes`` and expression indexes per configured

@@ -37,3 +37,14 @@ def test_sessions_carry_no_index_another_one_covers() -> None:
     assert single_column == []
     assert not [d for d in definitions if "(original_profile_id)" in d]
     assert [d for d in definitions if "(device_id, last_event_at DESC)" in d]
+
+
+def test_only_tombstones_are_in_the_merged_into_index() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'profiles_profile' "
+            "AND indexdef LIKE '%%(merged_into_id)%%'"
+        )
+        definitions = [row[0] for row in cursor.fetchall()]
+    assert len(definitions) == 1, definitions
+    assert definitions[0].endswith("WHERE (merged_into_id IS NOT NULL)")
