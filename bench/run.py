@@ -69,7 +69,8 @@ def config(quick: bool) -> dict[str, Any]:
         "timeline_iterations": 100 if quick else 300,
         "timeline_deep_pages": 50,
         "admin_iterations": 5 if quick else 10,
-        "gunicorn_workers": 3,
+        # The setting; BENCH_GUNICORN_WORKERS tries another (docs/benchmarks.md).
+        "gunicorn_workers": int(os.environ.get("BENCH_GUNICORN_WORKERS", "3")),
         "celery_concurrency": 2,
     }
 

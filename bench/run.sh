@@ -66,9 +66,24 @@ tune() {  # name, minimum in the setting's unit, value to set
     tuned=1
   fi
 }
+tune_to() {  # name, value: set it when it differs (for settings that are not numbers)
+  local name=$1 value=$2 sourcefile
+  if [ "$($PG -Atc "SHOW $name")" != "$value" ]; then
+    sourcefile=$($PG -Atc "SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = '$name'")
+    if [[ "$sourcefile" == *postgresql.auto.conf ]]; then
+      restore+=("ALTER SYSTEM SET $name = '$($PG -Atc "SHOW $name")'")
+    else
+      restore+=("ALTER SYSTEM RESET $name")
+    fi
+    echo "[bench] PostgreSQL: $name $($PG -Atc "SHOW $name") -> $value for this run (reloadable; restored at the end)"
+    $PG -c "ALTER SYSTEM SET $name = '$value'"
+    tuned=1
+  fi
+}
 tuned=0
 tune max_wal_size 8192 8GB           # MB
 tune checkpoint_timeout 900 15min    # s
+tune_to wal_compression lz4          # full-page images compressed: ~half the WAL of a batch
 if [ "$tuned" = 1 ]; then $PG -Atc "SELECT pg_reload_conf()" >/dev/null; sleep 1; fi
 cleanup() {
   if [ ${#restore[@]} -gt 0 ]; then
