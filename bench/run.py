@@ -452,6 +452,53 @@ def delete_events(app_id: int, message_ids: list[str]) -> float:
     return time.monotonic() - started
 
 
+WRITE_TABLES = (
+    "events_event",
+    "profiles_profile",
+    "profiles_device",
+    "sessions_timeline_session",
+    "sessions_timeline_profiledailyactivity",
+    "profiles_devicebinding",
+    "profiles_profilemerge",
+)
+
+
+def write_counters() -> dict[str, Any]:
+    """Rows inserted / updated / HOT-updated per table so far, and the WAL position."""
+    import psycopg
+
+    time.sleep(1.2)  # backends flush their table statistics at most once a second
+    with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
+        tables = {
+            name: [ins, upd, hot]
+            for name, ins, upd, hot in conn.execute(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                "WHERE relname = ANY(%s)",
+                [list(WRITE_TABLES)],
+            )
+        }
+        (lsn,) = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+        ).fetchone()  # type: ignore[misc]
+    return {"tables": tables, "wal": int(lsn)}
+
+
+def write_amplification(before: dict[str, Any], after: dict[str, Any], per: int) -> dict[str, Any]:
+    """Rows written in each table and WAL bytes, per ``per`` (events stored, rows copied).
+    Includes whatever else ran meanwhile (the merges during ingestion)."""
+    per = max(per, 1)
+    out: dict[str, Any] = {"wal_bytes_per_event": round((after["wal"] - before["wal"]) / per)}
+    for name, (ins, upd, hot) in after["tables"].items():
+        ins0, upd0, hot0 = before["tables"].get(name, [0, 0, 0])
+        if ins - ins0 or upd - upd0:
+            out[name] = {
+                "inserted": round((ins - ins0) / per, 3),
+                "updated": round((upd - upd0) / per, 3),
+                "hot_share": round((hot - hot0) / (upd - upd0), 2) if upd - upd0 else None,
+            }
+    return out
+
+
 def measure_copy(pools: Pools, app_id: int, rows: int, repeats: int = 3) -> dict[str, Any]:
     """``repeats`` COPYs of ``rows / repeats`` rows each (one transaction each); the median
     rate is the figure (PERFORMANCE.md's method), the rows are deleted afterwards."""
@@ -463,6 +510,7 @@ def measure_copy(pools: Pools, app_id: int, rows: int, repeats: int = 3) -> dict
     )
     per_run = rows // repeats
     rates, all_ids = [], []
+    writes_before = write_counters()
     for n in range(repeats):
         chunks, ids = event_copy_rows(pools, app_id, per_run, seed=100 + n)
         all_ids += ids
@@ -476,6 +524,7 @@ def measure_copy(pools: Pools, app_id: int, rows: int, repeats: int = 3) -> dict
                     copy.write(chunk)
             conn.commit()
             rates.append(per_run / (time.monotonic() - started))
+    writes = write_amplification(writes_before, write_counters(), per_run * repeats)
     deleted_in = delete_events(app_id, all_ids)
     return {
         "rows": per_run * repeats,
@@ -484,6 +533,7 @@ def measure_copy(pools: Pools, app_id: int, rows: int, repeats: int = 3) -> dict
         "how": f"COPY text, one connection, {repeats} transactions of {per_run:,} rows, "
         "all indexes in place, median",
         "delete_seconds": round(deleted_in, 1),
+        "writes_per_row": writes,
     }
 
 
@@ -915,6 +965,7 @@ def phase_ingestion(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    writes_before = write_counters()
     before = cpu.snapshot()
     merge_thread.start()
     result = loadgen.closed_loop(
@@ -929,6 +980,9 @@ def phase_ingestion(
     backlog_at_end = merge_backlog()
     summary = result.summary()
     summary["cpu_percent_of_one_core"] = CpuWindow.usage(before, after)
+    summary["writes_per_event"] = write_amplification(
+        writes_before, write_counters(), summary["events"]
+    )
     summary["message_mix"] = {k: sum(m.counts[k] for m in makers) for k in makers[0].counts}
     summary["merge_backlog_at_end"] = backlog_at_end
     log(
@@ -1425,6 +1479,17 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += ["", "CPU during ingestion (% of one core):", ""]
         for name, value in ing.get("cpu_percent_of_one_core", {}).items():
             lines.append(f"- {name}: {value}")
+        lines += [
+            "",
+            "Rows written and WAL per stored event during ingestion (merges included) and per COPYed row:",
+            "",
+        ]
+        for label, writes in (
+            ("ingestion", ing.get("writes_per_event")),
+            ("COPY", results.get("copy", {}).get("writes_per_row")),
+        ):
+            if writes:
+                lines.append(f"- {label}: {json.dumps(writes)}")
         lines += [
             "",
             f"Message mix: {ing.get('message_mix')}; merge backlog at the end of ingestion: {ing.get('merge_backlog_at_end')}, drained in {ing.get('merge_backlog_drained_s')} s",
