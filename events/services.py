@@ -32,10 +32,6 @@ def events_reassign(*, source_id: int, target_id: int, limit: int) -> int:
     return Event.objects.filter(pk__in=ids).update(profile_id=target_id)
 
 
-def events_count_moved(*, target_id: int, origin_ids: list[int]) -> int:
-    return Event.objects.filter(profile_id=target_id, original_profile_id__in=origin_ids).count()
-
-
 @dataclass(frozen=True)
 class RestoredEvents:
     total: int

@@ -785,7 +785,7 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
     a re-run continues where it stopped. Sessions, devices, aliases and attributes move in the
     final transaction, which also marks the merge done.
     """
-    from events.services import events_count_moved, events_reassign
+    from events.services import events_reassign
     from sessions_timeline.services import sessions_reassign
 
     merge = ProfileMerge.objects.get(pk=merge_id)
@@ -813,7 +813,9 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
                 Profile.objects.filter(pk=merge.source_id).update(
                     event_count=Greatest(F("event_count") - moved, 0)
                 )
-            ProfileMerge.objects.filter(pk=merge_id).update(heartbeat_at=timezone.now())
+            ProfileMerge.objects.filter(pk=merge_id).update(
+                heartbeat_at=timezone.now(), events_moved=F("events_moved") + moved
+            )
         moved_events += moved
         if moved < batch_size:
             break
@@ -892,14 +894,15 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         source.save(update_fields=["event_count", "session_count", "merged_into", "updated_at"])
         finished = timezone.now()
         merge.target = target
+        merge.events_moved += late
         merge.status = ProfileMerge.Status.DONE
         merge.finished_at = finished
         merge.heartbeat_at = finished
         merge.last_error = ""
         merge.counts = {
-            # All attempts together: what now sits on the target and was first recorded on
-            # the source or on a profile merged into it earlier.
-            "events": events_count_moved(target_id=target.pk, origin_ids=[source.pk, *repointed]),
+            # All attempts together: the events moved from the source (its own and those of
+            # profiles merged into it earlier), counted by the batches that moved them.
+            "events": merge.events_moved,
             "sessions": moved_sessions,
             "devices": [device.pk for device in devices],
             "aliases": moved_aliases,

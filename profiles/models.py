@@ -279,6 +279,9 @@ class ProfileMerge(models.Model):
     source_snapshot = models.JSONField(default=dict, blank=True)
     target_prior = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=dict, blank=True)
+    events_moved = models.BigIntegerField(
+        default=0, help_text="Events moved so far, all attempts (each batch adds its own)."
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
