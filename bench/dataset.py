@@ -724,7 +724,7 @@ def write_small() -> tuple[str, int]:
                 {"events": 0, "sessions": 1, "devices": [], "aliases": [], "tombstones": []}
             )
             yield (
-                f"{n}\t{app}\t{source}\t{target}\tdone\tidentify\tf\t{snapshot}\t{{}}\t{counts}\t1\t\t"
+                f"{n}\t{app}\t{source}\t{target}\tdone\tidentify\tf\t{snapshot}\t{{}}\t{counts}\t0\t1\t\t"
                 f"{fmt.ts(at)}\t{fmt.ts(at + 1)}\t{fmt.ts(at + 2)}\t{fmt.ts(at + 2)}\n"
             )
 
@@ -741,6 +741,7 @@ def write_small() -> tuple[str, int]:
             "source_snapshot",
             "target_prior",
             "counts",
+            "events_moved",
             "attempts",
             "last_error",
             "created_at",
