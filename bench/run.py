@@ -1067,27 +1067,39 @@ def phase_track(
 def timings(fn: Any, iterations: int, max_seconds: float = 20.0) -> dict[str, Any]:
     """``iterations`` timed calls after a first (cold) one, stopping early after
     ``max_seconds`` (a slow page must not eat the run's time budget)."""
-    values = []
-    first = None
-    deadline = time.monotonic() + max_seconds
+    return timings_interleaved({"only": fn}, iterations, max_seconds)["only"]
+
+
+def timings_interleaved(
+    fns: dict[str, Any], iterations: int, max_seconds: float = 20.0
+) -> dict[str, dict[str, Any]]:
+    """:func:`timings` of several calls taken in turns, so that a compared pair (the whale's
+    and the typical profile's page) sees the same moments of a shared machine."""
+    values: dict[str, list[float]] = {name: [] for name in fns}
+    first: dict[str, float] = {}
+    deadline = time.monotonic() + max_seconds * len(fns)
     for n in range(iterations + 1):
         if n > 5 and time.monotonic() > deadline:
             break
-        started = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - started
-        if n == 0:
-            first = elapsed
-        else:
-            values.append(elapsed)
-    values.sort()
-    return {
-        "iterations": len(values),
-        "first_ms": round((first or 0) * 1000, 2),
-        "p50_ms": round(loadgen.percentile(values, 50) * 1000, 3),
-        "p95_ms": round(loadgen.percentile(values, 95) * 1000, 3),
-        "max_ms": round(values[-1] * 1000, 3) if values else 0,
-    }
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - started
+            if n == 0:
+                first[name] = elapsed
+            else:
+                values[name].append(elapsed)
+    out = {}
+    for name, series in values.items():
+        series.sort()
+        out[name] = {
+            "iterations": len(series),
+            "first_ms": round(first.get(name, 0) * 1000, 2),
+            "p50_ms": round(loadgen.percentile(series, 50) * 1000, 3),
+            "p95_ms": round(loadgen.percentile(series, 95) * 1000, 3),
+            "max_ms": round(series[-1] * 1000, 3) if series else 0,
+        }
+    return out
 
 
 def count_queries(fn: Any) -> dict[str, Any]:
@@ -1114,12 +1126,21 @@ def phase_timeline(marker: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any
 
     info = marker["info"]
     out: dict[str, Any] = {}
-    for label, pk in (("whale", info["whale_profile_id"]), ("typical", info["typical_profile_id"])):
-        profile = Profile.objects.get(pk=pk)
+    pair = {
+        "whale": Profile.objects.get(pk=info["whale_profile_id"]),
+        "typical": Profile.objects.get(pk=info["typical_profile_id"]),
+    }
+    # The compared figure (first page, whale / typical) is timed in turns.
+    first_pages = timings_interleaved(
+        {
+            label: (lambda p=profile: timeline_page(profile=p, limit=20))
+            for label, profile in pair.items()
+        },
+        cfg["timeline_iterations"],
+    )
+    for label, profile in pair.items():
         entry: dict[str, Any] = {"events": profile.event_count, "sessions": profile.session_count}
-        entry["first_page"] = timings(
-            lambda p=profile: timeline_page(profile=p, limit=20), cfg["timeline_iterations"]
-        )
+        entry["first_page"] = first_pages[label]
         cursor = None
         depth = 0
         follow_started = time.perf_counter()
