@@ -39,7 +39,7 @@ from profiles.models import (
 )
 from profiles.selectors import batch_lookups, profile_live
 from pushapp.api import ApplicationError
-from pushapp.db import rows_update
+from pushapp.db import rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -543,7 +543,7 @@ class BatchResolver:
         if self.new_profiles:
             # merged_into of a new source is set by save_activity's UPDATE: its target may be
             # in this very INSERT.
-            Profile.objects.bulk_create(self.new_profiles)
+            rows_insert(Profile, self.new_profiles)
             for profile in self.new_profiles:
                 self.profiles[profile.pk] = profile
         if self.tokens_claimed:
@@ -552,25 +552,31 @@ class BatchResolver:
                 pk__in=[d.pk for d in self.tokens_claimed.values() if d.pk is not None]
             ).update(push_token=None, updated_at=timezone.now())
         if self.new_devices:
-            Device.objects.bulk_create(self.new_devices)
+            rows_insert(Device, self.new_devices)
         if self.new_bindings:
-            DeviceBinding.objects.bulk_create(
-                DeviceBinding(
-                    app=self.app,
-                    device=device,
-                    profile=binding.profile,
-                    bound_at=binding.bound_at,
-                    reason=reason,
-                )
-                for device, binding, reason in self.new_bindings
+            rows_insert(
+                DeviceBinding,
+                [
+                    DeviceBinding(
+                        app=self.app,
+                        device=device,
+                        profile=binding.profile,
+                        bound_at=binding.bound_at,
+                        reason=reason,
+                    )
+                    for device, binding, reason in self.new_bindings
+                ],
             )
         if self.new_aliases:
-            ProfileAlias.objects.bulk_create(
-                ProfileAlias(app=self.app, alias=alias, profile=profile)
-                for alias, profile in self.new_aliases
+            rows_insert(
+                ProfileAlias,
+                [
+                    ProfileAlias(app=self.app, alias=alias, profile=profile)
+                    for alias, profile in self.new_aliases
+                ],
             )
         if self.merges:
-            ProfileMerge.objects.bulk_create(self.merges)
+            rows_insert(ProfileMerge, self.merges)
             merge_ids = [merge.pk for merge in self.merges]
             transaction.on_commit(lambda: merges_enqueue(merge_ids))
         self.attribute_writer.save()

@@ -12,7 +12,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce, TruncDate
 
 from profiles.models import App
-from pushapp.db import rows_update
+from pushapp.db import rows_insert, rows_update
 from sessions_timeline.models import ProfileDailyActivity, Session
 from sessions_timeline.sessionize import SessionEvent, Sessionizer, sdk_session_id
 
@@ -46,7 +46,7 @@ def sessions_assign(
     )
     assigned = sessionizer.assign(events)
     if sessionizer.new:
-        Session.objects.bulk_create(sessionizer.new)
+        rows_insert(Session, sessionizer.new)
     if sessionizer.changed:
         rows_update(
             Session,
