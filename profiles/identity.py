@@ -807,6 +807,7 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
     )
     started = time.monotonic()
     moved_events = 0
+    after = None  # where the next batch starts (events_reassign)
     while True:
         with transaction.atomic():
             if connection.vendor == "postgresql":
@@ -816,8 +817,8 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             profiles = _lock_profiles(merge.source_id, merge.target_id)
             target = _live_locked(profiles[merge.target_id])
-            moved = events_reassign(
-                source_id=merge.source_id, target_id=target.pk, limit=batch_size
+            moved, after = events_reassign(
+                source_id=merge.source_id, target_id=target.pk, limit=batch_size, after=after
             )
             if moved:
                 Profile.objects.filter(pk=target.pk).update(event_count=F("event_count") + moved)
@@ -845,7 +846,7 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         source = profiles[merge.source_id]
         target = _live_locked(profiles[merge.target_id])
         # Events that reached the source between the last batch and these locks.
-        late = events_reassign(source_id=source.pk, target_id=target.pk, limit=10**12)
+        late, _ = events_reassign(source_id=source.pk, target_id=target.pk, limit=10**12)
         moved_events += late
         moved_sessions = sessions_reassign(source_id=source.pk, target_id=target.pk)
         Device.objects.filter(pk__in=[device.pk for device in devices]).update(

@@ -284,3 +284,40 @@ def test_merge_run_twice_does_nothing_the_second_time(send: Send) -> None:
         Profile.objects.get(pk=merge.target_id).event_count,
     )
     assert before == after
+
+
+def test_a_merge_in_many_small_batches_moves_every_event_once(send: Send, settings: Any) -> None:
+    """Batches walk the source's events newest first from where the last one stopped, ties
+    on the timestamp included; nothing is skipped, nothing moved twice."""
+    settings.MERGE_BATCH_SIZE = 3
+    send(identify("phone", "alice", 0))
+    alice = profile_of("phone")
+    # 14 guest events, several sharing a timestamp (the cursor breaks ties by id).
+    send(*(track("tablet", f"E{n}", 1 + n // 3, mid=f"tablet-{n}") for n in range(14)))
+    guest = profile_of("tablet")
+    send(identify("tablet", "alice", 10))
+    merge = ProfileMerge.objects.get(source=guest)
+    assert merge.status == "done"
+    assert merge.counts["events"] == merge.events_moved == 14
+    assert Event.objects.filter(profile=guest).count() == 0
+    moved = Event.objects.filter(profile=alice, original_profile=guest)
+    assert sorted(moved.values_list("name", flat=True)) == sorted(f"E{n}" for n in range(14))
+    alice.refresh_from_db()
+    assert alice.event_count == Event.objects.filter(profile=alice).count() == 16
+
+
+def test_events_reassign_batches_continue_after_the_cursor(send: Send) -> None:
+    from events.services import events_reassign
+
+    send(identify("phone", "alice", 0))
+    alice = profile_of("phone")
+    send(*(track("tablet", f"E{n}", 1 + n // 3, mid=f"tablet-{n}") for n in range(14)))
+    guest = profile_of("tablet")
+    counts, after = [], None
+    while True:
+        moved, after = events_reassign(source_id=guest.pk, target_id=alice.pk, limit=3, after=after)
+        counts.append(moved)
+        if moved < 3:
+            break
+    assert counts == [3, 3, 3, 3, 2]
+    assert Event.objects.filter(profile=guest).count() == 0
