@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
@@ -153,7 +153,7 @@ def _attach_session_events(profile: Profile, items: list[TimelineItem]) -> None:
         quote = connection.ops.quote_name
         # Event's attribute names are its column names (no db_column).
         columns = [quote(name) for name in TIMELINE_EVENT_FIELDS]
-        events = Event.objects.raw(
+        query = Event.objects.raw(
             f"""
             SELECT {", ".join(f"e.{column}" for column in columns)}
             FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
@@ -175,6 +175,14 @@ def _attach_session_events(profile: Profile, items: list[TimelineItem]) -> None:
                 EVENTS_PER_SESSION,
             ],
         )
+        # For a profile with a long history PostgreSQL estimates many rows in a session's span
+        # and reads all of them with a bitmap scan, then sorts: the whale's first page read
+        # 1,117 heap pages (10.7 ms) where walking the timeline index newest first and stopping
+        # at 5 reads about 30 (0.3 ms). The setting is local to this transaction (or savepoint).
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            events = list(query)
+            cursor.execute("SET LOCAL enable_bitmapscan TO DEFAULT")
     else:
         events = (
             Event.objects.filter(profile=profile, session_id__in=list(sessions))
