@@ -51,34 +51,25 @@ unset REDIS_URL  # in-process measurements run Celery tasks eagerly; the servers
 
 # -- PostgreSQL settings: raise only what is too low, restore on exit -------------------------
 restore=()
-tune() {  # name, minimum in the setting's unit, value to set
-  local name=$1 minimum=$2 value=$3 current sourcefile
-  current=$($PG -Atc "SELECT setting::bigint FROM pg_settings WHERE name = '$name'")
-  if [ "$current" -lt "$minimum" ]; then
-    sourcefile=$($PG -Atc "SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = '$name'")
-    if [[ "$sourcefile" == *postgresql.auto.conf ]]; then
-      restore+=("ALTER SYSTEM SET $name = '$($PG -Atc "SHOW $name")'")
-    else
-      restore+=("ALTER SYSTEM RESET $name")
-    fi
-    echo "[bench] PostgreSQL: $name $($PG -Atc "SHOW $name") -> $value for this run (reloadable; restored at the end)"
-    $PG -c "ALTER SYSTEM SET $name = '$value'"
-    tuned=1
+set_for_run() {  # name, value: ALTER SYSTEM for this run, remembering how to put it back
+  local name=$1 value=$2 sourcefile
+  sourcefile=$($PG -Atc "SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = '$name'")
+  if [[ "$sourcefile" == *postgresql.auto.conf ]]; then
+    restore+=("ALTER SYSTEM SET $name = '$($PG -Atc "SHOW $name")'")
+  else
+    restore+=("ALTER SYSTEM RESET $name")
   fi
+  echo "[bench] PostgreSQL: $name $($PG -Atc "SHOW $name") -> $value for this run (reloadable; restored at the end)"
+  $PG -c "ALTER SYSTEM SET $name = '$value'"
+  tuned=1
+}
+tune() {  # name, minimum in the setting's unit, value to set
+  local current
+  current=$($PG -Atc "SELECT setting::bigint FROM pg_settings WHERE name = '$1'")
+  if [ "$current" -lt "$2" ]; then set_for_run "$1" "$3"; fi
 }
 tune_to() {  # name, value: set it when it differs (for settings that are not numbers)
-  local name=$1 value=$2 sourcefile
-  if [ "$($PG -Atc "SHOW $name")" != "$value" ]; then
-    sourcefile=$($PG -Atc "SELECT coalesce(sourcefile, '') FROM pg_settings WHERE name = '$name'")
-    if [[ "$sourcefile" == *postgresql.auto.conf ]]; then
-      restore+=("ALTER SYSTEM SET $name = '$($PG -Atc "SHOW $name")'")
-    else
-      restore+=("ALTER SYSTEM RESET $name")
-    fi
-    echo "[bench] PostgreSQL: $name $($PG -Atc "SHOW $name") -> $value for this run (reloadable; restored at the end)"
-    $PG -c "ALTER SYSTEM SET $name = '$value'"
-    tuned=1
-  fi
+  if [ "$($PG -Atc "SHOW $1")" != "$2" ]; then set_for_run "$1" "$2"; fi
 }
 tuned=0
 tune max_wal_size 8192 8GB           # MB
