@@ -62,3 +62,20 @@ def profile_of(device_id: str) -> Profile:
 
 def names(profile: Profile) -> set[str]:
     return set(Event.objects.filter(profile=profile, type="track").values_list("name", flat=True))
+
+
+def session_history(
+    send: Send, user: str, events_per_session: int, traits: dict | None = None
+) -> Profile:
+    """Four sessions of ``events_per_session`` events (two hours apart) on one phone, a
+    server-side event after each, large contexts; ``traits`` on the opening identify."""
+    context = {"context": {"library": {"name": "analytics-ios"}, "userAgent": "x" * 400}}
+    messages: list[dict] = [identify(f"{user}-phone", user, 0, traits)]
+    for session in range(4):
+        messages += [
+            {**track(f"{user}-phone", f"S{session} E{n}", session * 120 + 1 + n / 10), **context}
+            for n in range(events_per_session)
+        ]
+        messages.append(track(None, f"Server {session}", session * 120 + 60, user=user))
+    send(*messages)
+    return Profile.objects.get(user_id=user)

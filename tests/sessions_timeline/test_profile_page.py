@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from profiles.models import App, AppMembership, Profile
 from tests.conftest import ApiApp
 from tests.factories import UserFactory
-from tests.messages import Send, identify, profile_of, track
+from tests.messages import Send, identify, profile_of, session_history, track
 
 pytestmark = pytest.mark.django_db
 
@@ -133,28 +133,16 @@ def _viewer_without_pii() -> Client:
     return client
 
 
-def _history(send: Send, user: str, events_per_session: int) -> Profile:
-    """Four sessions of ``events_per_session`` events (two hours apart) and two server-side
-    events, with large contexts and an email trait (masked for staff without PII)."""
-    context = {"context": {"library": {"name": "analytics-ios"}, "userAgent": "x" * 400}}
-    messages: list[dict] = [identify(f"{user}-phone", user, 0, {"email": f"{user}@example.com"})]
-    for session in range(4):
-        messages += [
-            {**track(f"{user}-phone", f"S{session} E{n}", session * 120 + 1 + n / 10), **context}
-            for n in range(events_per_session)
-        ]
-        messages.append(track(None, f"Server {session}", session * 120 + 60, user=user))
-    send(*messages)
-    return Profile.objects.get(user_id=user)
-
-
 @pytest.mark.parametrize("pii", [True, False], ids=["superuser", "viewer-without-pii"])
 def test_profile_page_queries_do_not_depend_on_events_per_session(
     staff_client: Client, send: Send, pii: bool
 ) -> None:
     """The same statements whether sessions hold 3 or 30 events: at most 5 events a session
     are read, without their context, and the page loads no deferred column per event."""
-    profiles = {"few": (_history(send, "few", 3), 3), "many": (_history(send, "many", 30), 30)}
+    profiles = {
+        user: (session_history(send, user, n, {"email": f"{user}@example.com"}), n)
+        for user, n in (("few", 3), ("many", 30))
+    }
     client = staff_client if pii else _viewer_without_pii()
     page(client, profiles["few"][0])  # warm the per-request caches
     counts = []

@@ -16,7 +16,7 @@ from profiles.models import Profile
 from sessions_timeline.api.views import item_json
 from sessions_timeline.selectors import EVENTS_PER_SESSION, timeline_page
 from tests.conftest import ApiApp
-from tests.messages import Send, identify, profile_of, track
+from tests.messages import Send, identify, profile_of, session_history, track
 
 pytestmark = pytest.mark.django_db
 
@@ -132,27 +132,12 @@ def test_events_after_a_backgrounded_event_of_the_same_sdk_session_are_shown(
     assert item.more_events == 0
 
 
-def _history(send: Send, user: str, events_per_session: int) -> Profile:
-    """Four sessions of ``events_per_session`` events (two hours apart) and two server-side
-    events, with large contexts."""
-    context = {"context": {"library": {"name": "analytics-ios"}, "userAgent": "x" * 400}}
-    messages: list[dict] = [identify(f"{user}-phone", user, 0)]
-    for session in range(4):
-        messages += [
-            {**track(f"{user}-phone", f"S{session} E{n}", session * 120 + 1 + n / 10), **context}
-            for n in range(events_per_session)
-        ]
-        messages.append(track(None, f"Server {session}", session * 120 + 60, user=user))
-    send(*messages)
-    return Profile.objects.get(user_id=user)
-
-
 def test_timeline_queries_do_not_depend_on_events_per_session(api_app: ApiApp, send: Send) -> None:
     """Three statements for a page whatever the sessions hold, events read without their
     context (and nothing loads a deferred column afterwards, one query per event)."""
     counts = []
     for user, per_session in (("few", 3), ("many", 30)):
-        profile = _history(send, user, per_session)
+        profile = session_history(send, user, per_session)
         with CaptureQueriesContext(connection) as queries:
             page = timeline_page(profile=profile, limit=20)
             body = [item_json(item) for item in page.items]
