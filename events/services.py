@@ -39,7 +39,8 @@ def events_reassign(
                 ), moved AS (
                     UPDATE events_event AS e SET profile_id = %s,
                            original_profile_id = COALESCE(e.original_profile_id, %s)
-                    FROM batch WHERE e.id = batch.id
+                    -- profile_id again: re-checked if a concurrent writer moved the row
+                    FROM batch WHERE e.id = batch.id AND e.profile_id = %s
                     RETURNING e.id
                 )
                 SELECT (SELECT count(*) FROM moved), last.timestamp, last.id
@@ -48,7 +49,7 @@ def events_reassign(
                     SELECT timestamp, id FROM batch ORDER BY timestamp, id LIMIT 1
                 ) AS last ON true
                 """,
-                [source_id, *(after or ()), limit, target_id, source_id],
+                [source_id, *(after or ()), limit, target_id, source_id, source_id],
             )
             row = cursor.fetchone()
         moved = int(row[0])
