@@ -172,6 +172,35 @@ def test_twenty_concurrent_identifies_of_one_new_user_give_one_profile(stack_fac
     assert person.event_count == 80
 
 
+def test_the_same_new_batch_sent_four_times_at_once_counts_each_event_once(
+    stack_factory: Any,
+) -> None:
+    """A client's retries racing each other. They queue on the device's row lock; the first
+    stores the events, each later one finds them stored when it inserts, rolls its optimistic
+    pass back and runs again looking them up: sessions, profile counters and daily activity
+    count each event once."""
+    from sessions_timeline.models import ProfileDailyActivity, Session
+
+    stack = stack_factory()
+    stack.batch(identify("racer-phone", "racer", 0))
+    messages = [track("racer-phone", f"Tap {n}", 1 + n / 10, f"race-{n}") for n in range(30)]
+    results = released_together(4, lambda i: stack.post("/v1/batch", {"batch": messages}))
+    assert [status for status, _ in results] == [200] * 4, results
+    assert sorted(body["accepted"] for _, body in results) == [0, 0, 0, 30], results
+    person = Profile.objects.get(app_id=stack.app_id, user_id="racer")
+    stored = Event.objects.filter(profile=person)
+    assert stored.count() == 31
+    assert person.event_count == 31
+    sessions = Session.objects.filter(profile=person)
+    assert sum(session.event_count for session in sessions) == stored.exclude(session=None).count()
+    for session in sessions:
+        assert session.event_count == stored.filter(session=session).count()
+    assert (
+        sum(ProfileDailyActivity.objects.filter(profile=person).values_list("events", flat=True))
+        == 31
+    )
+
+
 def test_events_arriving_during_a_merge_end_up_on_the_target(stack_factory: Any) -> None:
     stack = stack_factory(MERGE_BATCH_SIZE="20", MERGE_BATCH_PAUSE_SECONDS="0.3")
     stack.batch(identify("user-phone", "dana", 0))
