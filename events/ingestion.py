@@ -7,7 +7,6 @@ identity is decided by :func:`profiles.identity.resolve_batch`, never here.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from django.db import connection
 
 from events.models import Event
 from profiles.identity import (
-    RETRYABLE_ERRORS,
     IdentityRequest,
     Resolved,
     in_retrying_transaction,
@@ -32,7 +30,6 @@ from sessions_timeline.services import daily_activity_add, sessions_assign
 from sessions_timeline.sessionize import SessionEvent, sdk_session_id
 
 MAX_MESSAGE_ID_LENGTH = 100
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -186,28 +183,18 @@ def ingest(
 
     if unique:
         try:
-            try:
-                # Optimistic: most batches hold no message stored before, so skip the lookup
-                # of known message ids (one statement and a probe of the message-id index per
-                # message); the insert's ON CONFLICT tells, and a batch that had some runs
-                # again with the lookup. SQLite's insert relies on the lookup.
-                results.update(
-                    in_retrying_transaction(
-                        lambda: work(look_up_known=connection.vendor != "postgresql")
-                    )
+            # Optimistic: most batches hold no message stored before, so skip the lookup of
+            # known message ids (one statement and a probe of the message-id index per
+            # message); the insert's ON CONFLICT tells, and a batch that had some runs again
+            # with the lookup. SQLite's insert relies on the lookup. Races past every retry
+            # answer 503 (in_retrying_transaction).
+            results.update(
+                in_retrying_transaction(
+                    lambda: work(look_up_known=connection.vendor != "postgresql")
                 )
-            except _AlreadyStored:
-                results.update(in_retrying_transaction(lambda: work(look_up_known=True)))
-        except RETRYABLE_ERRORS as error:
-            # Still racing after every retry (or the database is failing over): nothing was
-            # stored; 503 tells clients to retry the same message ids, which dedupe makes safe.
-            logger.warning("ingestion gave up after retries: %s", error)
-            raise ApplicationError(
-                "The database is busy; retry the request.",
-                code="retry_later",
-                status_code=503,
-                retry_after=1,
-            ) from None
+            )
+        except _AlreadyStored:
+            results.update(in_retrying_transaction(lambda: work(look_up_known=True)))
     return BatchResult(items=[results[index] for index in sorted(results)])
 
 

@@ -710,14 +710,27 @@ def merges_enqueue(merge_ids: list[int]) -> None:
 
 
 def in_retrying_transaction(work: Any, *, attempts: int = 5) -> Any:
-    """Run ``work()`` in a transaction, re-running it on unique-constraint races and deadlocks."""
+    """Run ``work()`` in a transaction, re-running it on unique-constraint races and deadlocks.
+
+    Still racing after ``attempts`` (or the database failing over): nothing was written, and
+    the caller's request answers ``503 retry_later`` with ``Retry-After``; clients retry with
+    the same message ids, which dedupe makes safe. Inside an outer transaction the error is
+    re-raised as is, for the outer level to retry."""
     for attempt in range(attempts):
         try:
             with transaction.atomic():
                 return work()
         except RETRYABLE_ERRORS as error:
-            if attempt == attempts - 1 or connection.in_atomic_block:
+            if connection.in_atomic_block:
                 raise
+            if attempt == attempts - 1:
+                logger.warning("gave up after %d attempts: %s", attempts, error)
+                raise ApplicationError(
+                    "The database is busy; retry the request.",
+                    code="retry_later",
+                    status_code=503,
+                    retry_after=1,
+                ) from None
             logger.info(
                 "identity race (%s); retrying, attempt %d", type(error).__name__, attempt + 2
             )

@@ -151,7 +151,6 @@ def profile_upsert(
     fields excepted. Refused values are reported per attribute and quarantined.
     """
     from profiles.identity import (
-        RETRYABLE_ERRORS,
         IdentityRequest,
         in_retrying_transaction,
         resolve_batch,
@@ -177,13 +176,6 @@ def profile_upsert(
 
     try:
         profile, created = in_retrying_transaction(work)
-    except RETRYABLE_ERRORS:
-        raise ApplicationError(
-            "The database is busy; retry the request.",
-            code="retry_later",
-            status_code=503,
-            retry_after=1,
-        ) from None
     except ApplicationError as error:
         if error.code == "suppressed":
             raise ApplicationError(error.message, code="suppressed", status_code=409) from None
