@@ -19,11 +19,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Count, Q
 
 from events.models import Event
-from profiles.demo import SimulationError, simulate
+from profiles.management.commands.simulate_traffic import simulate_or_fail
 from profiles.models import App, AppMembership, Device, Profile, ProfileMerge, hash_server_key
 from profiles.services import app_create, app_rotate_keys
 
@@ -62,17 +62,7 @@ class Command(BaseCommand):
                 "through /v1/batch and /api/v1/events ..."
             )
             started = time.monotonic()
-            try:
-                report = simulate(
-                    app=app,
-                    write_key=app.write_key,
-                    server_key=server_key,
-                    users=options["users"],
-                    days=options["days"],
-                    seed=options["seed"],
-                )
-            except SimulationError as error:
-                raise CommandError(f"The ingestion API refused demo traffic:\n{error}") from None
+            report = simulate_or_fail(app=app, server_key=server_key, options=options)
             self.stdout.write(f"  {report.summary()}")
             self.stdout.write(f"  demo data ready in {time.monotonic() - started:.1f}s")
         self.stdout.write(self._counts(app))

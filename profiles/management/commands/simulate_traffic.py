@@ -12,6 +12,22 @@ from profiles.models import App, hash_server_key
 from profiles.services import app_rotate_keys
 
 
+def simulate_or_fail(*, app: App, server_key: str, options: dict[str, Any]) -> Any:
+    """:func:`profiles.demo.simulate` with the command's ``--users/--days/--seed``; a refusal
+    by the ingestion API is the command's error."""
+    try:
+        return simulate(
+            app=app,
+            write_key=app.write_key,
+            server_key=server_key,
+            users=options["users"],
+            days=options["days"],
+            seed=options["seed"],
+        )
+    except SimulationError as error:
+        raise CommandError(f"The ingestion API refused the simulated traffic:\n{error}") from None
+
+
 class Command(BaseCommand):
     help = (
         "Send simulated app traffic (SDK messages to /v1/batch, backend events to "
@@ -49,15 +65,5 @@ class Command(BaseCommand):
             self.stdout.write(f"Rotated the server key of {app.name!r}: {server_key}")
         elif hash_server_key(server_key) != app.server_key_hash:
             raise CommandError(f"That is not the server key of {app.name!r}.")
-        try:
-            report = simulate(
-                app=app,
-                write_key=app.write_key,
-                server_key=server_key,
-                users=options["users"],
-                days=options["days"],
-                seed=options["seed"],
-            )
-        except SimulationError as error:
-            raise CommandError(f"The ingestion API refused simulated traffic:\n{error}") from None
+        report = simulate_or_fail(app=app, server_key=server_key, options=options)
         self.stdout.write(f"Simulated traffic for {app.name!r}: {report.summary()}")
