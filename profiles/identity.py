@@ -819,7 +819,6 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         heartbeat_at=now,
     )
     started = time.monotonic()
-    moved_events = 0
     after = None  # where the next batch starts (events_reassign)
     # A small source (most logins: a guest with a few events) moves in the final transaction
     # alone, which moves whatever is left anyway: one transaction instead of two. The
@@ -845,7 +844,6 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
             ProfileMerge.objects.filter(pk=merge_id).update(
                 heartbeat_at=timezone.now(), events_moved=F("events_moved") + moved
             )
-        moved_events += moved
         if moved < batch_size:
             break
         if pause:
@@ -864,7 +862,6 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         target = _live_locked(profiles[merge.target_id])
         # Events that reached the source between the last batch and these locks.
         late, _ = events_reassign(source_id=source.pk, target_id=target.pk, limit=10**12)
-        moved_events += late
         moved_sessions = sessions_reassign(source_id=source.pk, target_id=target.pk)
         Device.objects.filter(pk__in=[device.pk for device in devices]).update(
             profile=target, updated_at=timezone.now()
