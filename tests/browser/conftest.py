@@ -48,7 +48,13 @@ def login(browser: WebDriver, base_url: str, username: str, password: str) -> No
     browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "/admin/login/" not in browser.current_url, browser.page_source[:500]
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:  # the click only dispatches the submit: wait for the page it leads to
+        WebDriverWait(browser, 10).until(lambda d: "/admin/login/" not in d.current_url)
+    except TimeoutException:
+        raise AssertionError(f"still on the login page: {browser.page_source[:500]}") from None
 
 
 def screenshot(browser: WebDriver, name: str) -> Path:
@@ -57,3 +63,17 @@ def screenshot(browser: WebDriver, name: str) -> Path:
     browser.save_screenshot(str(path))
     assert path.stat().st_size > 1000
     return path
+
+
+def wait_for_url(browser: WebDriver, fragment: str, timeout: float = 10) -> None:
+    """Wait until the page a click submitted has loaded: ``click()`` returns once the event is
+    dispatched, before the navigation it starts has finished."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout).until(
+        lambda driver: (
+            fragment in driver.current_url
+            and driver.execute_script("return document.readyState") == "complete"
+        ),
+        message=f"no page with {fragment!r} in its address",
+    )

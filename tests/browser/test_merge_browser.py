@@ -15,7 +15,7 @@ from selenium.webdriver.support.ui import Select
 from events.models import Event
 from profiles.models import AppMembership, Profile, ProfileMerge
 from profiles.services import app_create
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import login, screenshot, wait_for_url
 from tests.factories import UserFactory
 from tests.messages import identify, track
 
@@ -54,8 +54,7 @@ def test_merge_from_the_list_and_undo_in_chromium(
     assert "What moves into henry" in browser.page_source
     screenshot(browser, "merge_confirm.png")
     browser.find_element(By.ID, "confirm-merge").click()
-
-    assert f"/admin/profiles/profile/{henry.pk}/change/" in browser.current_url
+    wait_for_url(browser, f"/admin/profiles/profile/{henry.pk}/change/")
     wait_for = lambda: ProfileMerge.objects.get().status == "done"  # noqa: E731  (eager on commit)
     assert wait_for()
     browser.refresh()
@@ -67,7 +66,7 @@ def test_merge_from_the_list_and_undo_in_chromium(
 
     browser.find_element(By.CLASS_NAME, "pp-undo").click()
     browser.find_element(By.ID, "confirm-undo").click()
-    assert f"/admin/profiles/profile/{guest.pk}/change/" in browser.current_url
+    wait_for_url(browser, f"/admin/profiles/profile/{guest.pk}/change/")
     assert "was undone" in browser.page_source
     assert ProfileMerge.objects.get().status == "undone"
     assert Event.objects.get(name="Tablet browse").profile_id == guest.pk
