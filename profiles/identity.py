@@ -39,7 +39,7 @@ from profiles.models import (
 )
 from profiles.selectors import batch_lookups, profile_live
 from pushapp.api import ApplicationError
-from pushapp.db import rows_insert, rows_update
+from pushapp.db import fetch_all, in_list, list_param, rows_insert, rows_update, select_rows
 
 logger = logging.getLogger(__name__)
 
@@ -160,31 +160,33 @@ class BatchResolver:
             if request.previous_id is not None:
                 device_keys.add(request.previous_id)
                 user_keys.add(request.previous_id)
+        # Raw SQL (pushapp.db.select_rows): these run on every request, and the ORM's
+        # compiling of them cost more than the lookups themselves.
         devices = (
-            list(
-                Device.objects.filter(app=self.app, device_id__in=device_keys)
-                .order_by("pk")
-                .select_for_update(no_key=True)
+            select_rows(
+                Device,
+                f"app_id = %s AND {in_list('device_id', 'text')}",
+                [self.app.pk, list_param(device_keys)],
+                lock=True,
             )
             if device_keys
             else []
         )
         self.devices = {device.device_id: device for device in devices}
         alias_rows = (
-            list(
-                ProfileAlias.objects.filter(app=self.app, alias__in=user_keys).values_list(
-                    "alias", "profile_id"
-                )
+            fetch_all(
+                "SELECT alias, profile_id FROM profiles_profilealias "
+                f"WHERE app_id = %s AND {in_list('alias', 'text')}",
+                [self.app.pk, list_param(user_keys)],
             )
             if user_keys
             else []
         )
-        wanted = Q(pk__in={device.profile_id for device in devices if device.profile_id}) | Q(
-            pk__in={profile_id for _, profile_id in alias_rows}
+        self._load_profiles(
+            {device.profile_id for device in devices if device.profile_id}
+            | {profile_id for _, profile_id in alias_rows},
+            user_keys,
         )
-        if user_keys:
-            wanted |= Q(user_id__in=user_keys)
-        self._load_profiles(wanted)
         for alias, profile_id in alias_rows:
             self.aliases[alias] = self.profiles[profile_id]
         for device in devices:
@@ -197,22 +199,32 @@ class BatchResolver:
         )
         self.attribute_writer.preload(fields)
 
-    def _load_profiles(self, wanted: Q) -> None:
-        """Lock the profiles ``wanted`` names and the live ends of their merge chains."""
-        base = Profile.objects.filter(app=self.app)
+    def _load_profiles(self, ids: set[int], user_ids: set[str] | None = None) -> None:
+        """Lock the profiles with these ids or user ids and the live ends of their merge
+        chains."""
         # One index-driven statement (a BitmapOr of the pk and (app, user_id) indexes); folding
         # the merge targets into it as subqueries made PostgreSQL scan the whole table.
-        loaded = list(base.filter(wanted).order_by("pk").select_for_update(no_key=True))
-        for profile in loaded:
-            self._remember(profile)
+        loaded = self._lock_profiles(ids, user_ids or set())
         # Tombstones among them: one more statement for their targets (merges keep chains one
         # hop long), rarely another for a chain not yet shortened.
         missing = self._unloaded_targets(loaded)
         while missing:
-            more = list(base.filter(pk__in=missing).order_by("pk").select_for_update(no_key=True))
-            for profile in more:
-                self._remember(profile)
+            more = self._lock_profiles(missing, set())
             missing = self._unloaded_targets(more)
+
+    def _lock_profiles(self, ids: set[int], user_ids: set[str]) -> list[Profile]:
+        if not ids and not user_ids:
+            return []
+        wanted, params = [in_list("id", "bigint")], [list_param(ids)]
+        if user_ids:
+            wanted.append(in_list("user_id", "text"))
+            params.append(list_param(user_ids))
+        loaded = select_rows(
+            Profile, f"app_id = %s AND ({' OR '.join(wanted)})", [self.app.pk, *params], lock=True
+        )
+        for profile in loaded:
+            self._remember(profile)
+        return loaded
 
     def _unloaded_targets(self, profiles: list[Profile]) -> set[int]:
         return {
@@ -243,7 +255,7 @@ class BatchResolver:
         )
         unknown = {profile_id for _, _, profile_id in rows if profile_id not in self.profiles}
         if unknown:
-            self._load_profiles(Q(pk__in=unknown))
+            self._load_profiles(unknown)
         key_of = {self.devices[key].pk: key for key in late}
         for device_pk, bound_at, profile_id in rows:
             self.history.setdefault(key_of[device_pk], []).append(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.db import connection
-from django.db.models import BooleanField, CharField, Q, QuerySet, Value
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTransform
 from django.http import Http404
@@ -43,6 +43,7 @@ from profiles.models import (
     suppression_hash,
 )
 from pushapp.api import ApplicationError
+from pushapp.db import fetch_all, in_list, list_param
 
 if TYPE_CHECKING:
     from events.models import Event
@@ -111,29 +112,28 @@ def batch_lookups(
         by_hash.setdefault(suppression_hash(key), []).append(("device", key))
     for key in user_keys:
         by_hash.setdefault(suppression_hash(key), []).append(("user", key))
-    rows: Any = (
-        ProfileField.objects.filter(app=app)
-        .order_by()
-        .values_list(Value("field", output_field=CharField()), "key", "field_type", "set_once")
+    # Raw SQL (pushapp.db.select_rows says why): it runs on every ingestion request.
+    sql = (
+        f"SELECT 'field', key, field_type, set_once FROM {ProfileField._meta.db_table} "
+        "WHERE app_id = %s"
     )
+    params: list[Any] = [app.pk]
     if by_hash:
-        rows = rows.union(
-            Suppression.objects.filter(app=app, value_hash__in=list(by_hash))
-            .order_by()
-            .values_list(
-                Value("suppression", output_field=CharField()),
-                "kind",
-                "value_hash",
-                Value(False, output_field=BooleanField()),
-            ),
-            all=True,
+        sql += (
+            f" UNION ALL SELECT 'suppression', kind, value_hash, FALSE "
+            f"FROM {Suppression._meta.db_table} "
+            f"WHERE app_id = %s AND {in_list('value_hash', 'text')}"
         )
+        params += [app.pk, list_param(by_hash)]
+    rows = fetch_all(sql, params)
     devices: set[str] = set()
     users: set[str] = set()
     fields: dict[str, ProfileField] = {}
     for source, first, second, set_once in rows:
         if source == "field":
-            fields[first] = ProfileField(app=app, key=first, field_type=second, set_once=set_once)
+            fields[first] = ProfileField(
+                app=app, key=first, field_type=second, set_once=bool(set_once)
+            )
             continue
         for side, key in by_hash.get(second, []):
             if side == "device" and first == Suppression.Kind.DEVICE_ID:

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 
 from django.db import connection
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 from django.db.models.functions import Coalesce, TruncDate
 
 from profiles.models import App
-from pushapp.db import rows_insert, rows_update
+from pushapp.db import binary_cursor, in_list, list_param, rows_insert, rows_update, select_rows
 from sessions_timeline.models import ProfileDailyActivity, Session
 from sessions_timeline.sessionize import SessionEvent, Sessionizer, sdk_session_id
 
@@ -37,10 +37,14 @@ def sessions_assign(
     earliest = min(event.timestamp for event in events) - timeout
     latest = max(event.timestamp for event in events) + timeout
     sdk_ids = {event.sdk_session_id for event in events if event.sdk_session_id}
-    window = Q(last_event_at__gte=earliest, started_at__lte=latest)
+    # Raw SQL (pushapp.db.select_rows says why): it runs on every ingestion request.
+    adapt = connection.ops.adapt_datetimefield_value
+    window = "(last_event_at >= %s AND started_at <= %s)"
+    params = [list_param(device_ids), adapt(earliest), adapt(latest)]
     if sdk_ids:
-        window |= Q(sdk_session_id__in=sdk_ids)
-    existing = list(Session.objects.filter(device_id__in=device_ids).filter(window))
+        window = f"({window} OR {in_list('sdk_session_id', 'text')})"
+        params.append(list_param(sdk_ids))
+    existing = select_rows(Session, f"{in_list('device_id', 'bigint')} AND {window}", params)
     sessionizer = Sessionizer(
         app_id=app.pk, timeout=timeout, existing=existing, same_person=same_person
     )
@@ -72,19 +76,20 @@ def daily_activity_add(*, counts: Counter[tuple[int, date]]) -> None:
     upsert = (
         f"ON CONFLICT (profile_id, day) DO UPDATE SET events = {table}.events + EXCLUDED.events"
     )
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        with binary_cursor() as cursor:  # bound server-side: prepared (pushapp.db.fetch_all)
             cursor.execute(
                 f"INSERT INTO {table} (profile_id, day, events) "
                 "SELECT * FROM unnest(%s::bigint[], %s::date[], %s::int[]) " + upsert,
                 [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
             )
-        else:
-            placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
-            cursor.execute(
-                f"INSERT INTO {table} (profile_id, day, events) VALUES {placeholders} " + upsert,
-                [value for row in rows for value in row],
-            )
+        return
+    with connection.cursor() as cursor:
+        placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
+        cursor.execute(
+            f"INSERT INTO {table} (profile_id, day, events) VALUES {placeholders} " + upsert,
+            [value for row in rows for value in row],
+        )
 
 
 def daily_activity_rebuild(*, profile_ids: Iterable[int]) -> None:
