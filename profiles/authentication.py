@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from django.conf import settings
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -42,14 +46,49 @@ class AppKey:
 
 
 def app_for_key(raw_key: str) -> AppKey | None:
-    """The app a key belongs to, or None. One indexed lookup."""
+    """The app a key belongs to, or None: one indexed lookup, or none when this process
+    looked the key up less than ``APP_KEY_CACHE_SECONDS`` ago (:func:`forget_app_keys`)."""
     if not raw_key or len(raw_key) > 200 or "\x00" in raw_key:
         return None
     if raw_key.startswith(SERVER_KEY_PREFIX):
-        app = App.objects.filter(server_key_hash=hash_server_key(raw_key)).first()
+        app = _app_where("server_key_hash", hash_server_key(raw_key))
         return AppKey(app=app, kind="server") if app else None
-    app = App.objects.filter(write_key=raw_key).first()
+    app = _app_where("write_key", raw_key)
     return AppKey(app=app, kind="write") if app else None
+
+
+# (column, value) -> (monotonic expiry, app). Only keys that exist are kept, and at most
+# _KEY_CACHE_SIZE of them, so unknown keys sent in a flood cannot grow it.
+_key_cache: dict[tuple[str, str], tuple[float, App]] = {}
+_KEY_CACHE_SIZE = 1000
+
+
+def _app_where(column: str, value: str) -> App | None:
+    now = time.monotonic()
+    hit = _key_cache.get((column, value))
+    if hit is not None and hit[0] > now:
+        return copy.copy(hit[1])  # a request may change its App; the cached one stays as read
+    app = App.objects.filter(**{column: value}).first()
+    ttl = settings.APP_KEY_CACHE_SECONDS
+    if app is None or ttl <= 0:
+        _key_cache.pop((column, value), None)
+        return app
+    if len(_key_cache) >= _KEY_CACHE_SIZE:
+        _key_cache.clear()
+    _key_cache[(column, value)] = (now + ttl, copy.copy(app))
+    return app
+
+
+def forget_app_keys(**_: Any) -> None:
+    """Empty this process's key cache. Connected to App's post_save and post_delete: a key
+    rotated or an app deleted is refused at once by the process that made the change. Emptied
+    again after the commit, in case a request re-read the old row in between."""
+    clear_app_key_cache()
+    transaction.on_commit(clear_app_key_cache)
+
+
+def clear_app_key_cache() -> None:
+    _key_cache.clear()
 
 
 def key_from_header(header: str) -> str | None:

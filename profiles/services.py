@@ -107,7 +107,8 @@ def app_create(*, name: str, session_timeout_seconds: int = 30 * 60) -> tuple[Ap
 
 @transaction.atomic
 def app_rotate_keys(*, app: App, write: bool = True, server: bool = True) -> AppKeys:
-    """Replace the app's keys; the old ones stop working at once. Returns the new keys
+    """Replace the app's keys; the old ones stop working at once in this process and within
+    ``APP_KEY_CACHE_SECONDS`` in the others (profiles.authentication). Returns the new keys
     (the server key only here: it is stored hashed). An unrotated key is returned as ""."""
     server_key = ""
     if write:

@@ -156,6 +156,10 @@ INGEST_MAX_MESSAGE_BYTES = 32 * 1024
 INGEST_MAX_REQUEST_BYTES = 500 * 1024
 INGEST_MAX_BATCH_MESSAGES = 2500
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+# Each web process keeps the app of a key it has seen for this long (one query less on every
+# API request): a key rotated or an app deleted elsewhere is refused by every process within
+# this time, by the process that made the change at once. 0 turns the cache off.
+APP_KEY_CACHE_SECONDS = env_int("APP_KEY_CACHE_SECONDS", 5)
 
 # Production hardening: on unless DEBUG; each can be overridden for a TLS-terminating proxy.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -27,6 +27,16 @@ def _eager_celery(settings: Any) -> Iterator[None]:
     celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
 
 
+@pytest.fixture(autouse=True)
+def _fresh_key_cache() -> Iterator[None]:
+    """Each test starts with an empty key cache (a test's apps and keys roll back with it)."""
+    from profiles.authentication import clear_app_key_cache
+
+    clear_app_key_cache()
+    yield
+    clear_app_key_cache()
+
+
 @dataclass
 class ApiApp:
     """An app with its raw keys and helpers to call the APIs like an SDK or a backend."""

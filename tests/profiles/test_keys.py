@@ -4,11 +4,17 @@ server endpoint. Through HTTP, as SDKs and backends call."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from profiles import authentication
+from profiles.authentication import app_for_key, clear_app_key_cache
 from profiles.models import App, Profile, hash_server_key
 from profiles.services import app_rotate_keys
 from tests.conftest import ApiApp
@@ -74,6 +80,50 @@ def test_rotated_keys_stop_working_and_new_ones_work(api_app: ApiApp) -> None:
     assert api_app.get("/api/v1/profiles/x", auth=api_app.bearer(old.server_key)).status_code == 401
     assert api_app.segment("track", TRACK, auth=api_app.basic(new.write_key)).status_code == 200
     assert api_app.get("/api/v1/profiles/x", auth=api_app.bearer(new.server_key)).status_code == 404
+
+
+def test_a_known_key_is_looked_up_once_per_cache_period(api_app: ApiApp, settings: Any) -> None:
+    """The app of a key is kept by the process for APP_KEY_CACHE_SECONDS; with 0 it is looked
+    up on every request."""
+
+    def app_lookups() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert api_app.segment("track", TRACK).status_code == 200
+        return sum('FROM "profiles_app"' in query["sql"] for query in queries.captured_queries)
+
+    assert app_lookups() == 1
+    assert app_lookups() == 0
+    settings.APP_KEY_CACHE_SECONDS = 0
+    clear_app_key_cache()
+    assert [app_lookups(), app_lookups()] == [1, 1]
+
+
+def test_a_key_changed_behind_the_cache_is_refused_once_the_period_ends(
+    api_app: ApiApp, settings: Any
+) -> None:
+    """Another process rotating the key (here: an UPDATE this process's signals never see)
+    is noticed when the cached entry expires."""
+    settings.APP_KEY_CACHE_SECONDS = 1
+    assert api_app.segment("track", TRACK).status_code == 200
+    App.objects.filter(pk=api_app.app.pk).update(write_key="wk_elsewhere")
+    assert api_app.segment("track", TRACK).status_code == 200  # still cached
+    time.sleep(1.1)
+    assert api_app.segment("track", TRACK).status_code == 401
+
+
+def test_unknown_keys_are_not_cached(api_app: ApiApp) -> None:
+    for n in range(50):
+        assert api_app.segment("track", TRACK, auth=api_app.basic(f"wk_nope{n}")).status_code == 401
+    assert api_app.segment("track", TRACK).status_code == 200
+    assert len(authentication._key_cache) == 1
+
+
+def test_the_cached_app_is_not_shared_with_a_request(api_app: ApiApp) -> None:
+    first = app_for_key(api_app.keys.write_key)
+    assert first is not None
+    first.app.name = "changed by a request"
+    second = app_for_key(api_app.keys.write_key)
+    assert second is not None and second.app.name == api_app.app.name
 
 
 def test_server_key_is_stored_hashed(api_app: ApiApp) -> None:
