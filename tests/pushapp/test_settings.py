@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pushapp.env import ConfigurationError, database_from_url
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
@@ -135,3 +137,22 @@ def test_production_settings_pass_check_deploy() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_database_url_options_prepare_statements_with_generic_plans_unless_told() -> None:
+    default = database_from_url("postgres://u@h:5432/d", sqlite_path=Path("x"), conn_max_age=60)[
+        "OPTIONS"
+    ]
+    assert default["prepare_threshold"] == 5
+    assert "plan_cache_mode=force_generic_plan" in default["options"]
+    off = database_from_url(
+        "postgres://u@h:5432/d?prepare_threshold=&options=-c%20jit%3Don",
+        sqlite_path=Path("x"),
+        conn_max_age=60,
+    )["OPTIONS"]
+    assert off["prepare_threshold"] is None  # behind a transaction-pooling proxy
+    assert off["options"] == "-c jit=on"
+    with pytest.raises(ConfigurationError, match="prepare_threshold"):
+        database_from_url(
+            "postgres://u@h/d?prepare_threshold=many", sqlite_path=Path("x"), conn_max_age=60
+        )
