@@ -100,3 +100,12 @@ def test_sync_drops_indexes_no_field_needs_and_keeps_the_standard_ones(api_app: 
     assert attribute_index_name("created_at", "datetime") in names
     assert attribute_index_name("birthday", "date") in names
     assert "profile_attributes_gin" in names
+
+
+def test_the_attributes_gin_index_has_no_pending_list(db: None) -> None:
+    """Each profile update writes its GIN entries itself: no pending list that one request
+    later merges while others wait (migration 0011)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'profile_attributes_gin'")
+        [(options,)] = cursor.fetchall()
+    assert options == ["fastupdate=off"]
