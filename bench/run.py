@@ -840,13 +840,14 @@ def analyze_before_run() -> float:
 
 def prewarm() -> dict[str, Any]:
     """Read the hot relations (every index of the bulk tables, and the heaps of all but the
-    events) into the OS page cache with pg_prewarm, so a run does not depend on what other
-    work on the shared machine left in the cache. The events heap (9 GB at full size) is left
-    to the warm-up and to the measurements' own repetitions."""
+    events) with pg_prewarm: into shared_buffers when they fit in 3/4 of it (the bench's own
+    cluster), else into the OS page cache, so a run does not depend on what earlier work left
+    in either. The events heap (9 GB at full size) is left to the warm-up and to the
+    measurements' own repetitions."""
     import psycopg
 
     started = time.monotonic()
-    pages = 0
+    pages, mode = 0, "read"
     try:
         with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
@@ -856,14 +857,25 @@ def prewarm() -> dict[str, Any]:
                 "UNION ALL SELECT unnest(%s::text[])",
                 [MAINTAINED_TABLES, [t for t in MAINTAINED_TABLES if t != "events_event"]],
             ).fetchall()
-            for (relname,) in rows:
-                row = conn.execute("SELECT pg_prewarm(%s::regclass, 'read')", [relname]).fetchone()
+            relations = [relname for (relname,) in rows]
+            size, buffers = conn.execute(  # type: ignore[misc]
+                "SELECT sum(pg_relation_size(r::regclass)), "
+                "(SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers') "
+                "FROM unnest(%s::text[]) AS r",
+                [relations],
+            ).fetchone()
+            mode = "buffer" if size * 4 <= buffers * 3 else "read"
+            for relname in relations:
+                row = conn.execute(
+                    "SELECT pg_prewarm(%s::regclass, %s)", [relname, mode]
+                ).fetchone()
                 pages += int(row[0]) if row else 0
     except psycopg.Error as error:
         log(f"prewarm skipped: {error}")
     seconds = round(time.monotonic() - started, 1)
-    log(f"prewarmed {pages * 8 // 1024:,} MB into the page cache in {seconds} s")
-    return {"mb": pages * 8 // 1024, "seconds": seconds}
+    where = "shared_buffers" if mode == "buffer" else "the page cache"
+    log(f"prewarmed {pages * 8 // 1024:,} MB into {where} in {seconds} s")
+    return {"mb": pages * 8 // 1024, "seconds": seconds, "into": where}
 
 
 def settle() -> float:
@@ -919,6 +931,38 @@ def ingest_request(makers: list[MessageMaker], size: int):
     return request
 
 
+def start_py_spy(
+    servers: Servers, run_dir: Path, phase: str, seconds: float
+) -> subprocess.Popen[bytes] | None:
+    """py-spy the web workers for ``seconds`` (--profile), into pyspy-<phase>-web.txt."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        log("--profile: py-spy is not in the venv (pip install -e '.[dev]'); not profiling")
+        return None
+    if servers.gunicorn is None:
+        return None
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(servers.gunicorn.pid),
+            "--subprocesses",
+            "--rate",
+            "50",
+            "--duration",
+            str(int(seconds)),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(run_dir / f"pyspy-{phase}-web.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def phase_ingestion(
     servers: Servers,
     pools: Pools,
@@ -952,31 +996,7 @@ def phase_ingestion(
         },
         daemon=True,
     )
-    spy = None
-    py_spy = Path(sys.executable).parent / "py-spy"
-    if profile and not py_spy.exists():
-        log("--profile: py-spy is not in the venv (pip install -e '.[dev]'); not profiling")
-    if profile and py_spy.exists() and servers.gunicorn is not None:
-        spy = subprocess.Popen(
-            [
-                str(py_spy),
-                "record",
-                "--pid",
-                str(servers.gunicorn.pid),
-                "--subprocesses",
-                "--rate",
-                "50",
-                "--duration",
-                str(int(cfg["ingest_seconds"])),
-                "--format",
-                "raw",
-                "--nonblocking",
-                "-o",
-                str(run_dir / "pyspy-ingestion-web.txt"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    spy = start_py_spy(servers, run_dir, "ingestion", cfg["ingest_seconds"]) if profile else None
     writes_before = write_counters()
     before = cpu.snapshot()
     merge_thread.start()
@@ -1049,7 +1069,13 @@ def phase_naive(
 
 
 def phase_track(
-    servers: Servers, pools: Pools, marker: dict[str, Any], cfg: dict[str, Any]
+    servers: Servers,
+    pools: Pools,
+    marker: dict[str, Any],
+    cfg: dict[str, Any],
+    database: str,
+    profile: bool,
+    run_dir: Path,
 ) -> dict[str, Any]:
     headers = basic_auth(marker["info"]["write_key"])
     local = threading.local()
@@ -1058,11 +1084,14 @@ def phase_track(
         maker = getattr(local, "maker", None)
         if maker is None:
             maker = local.maker = MessageMaker(
-                pools, seed=random.randrange(10**6), client=0, clients=1
+                pools, seed=random.randrange(10**6), client=0, clients=1, login_share=0.0
             )
         status, _ = http.post("/v1/track", maker.track())
         return status
 
+    spy = start_py_spy(servers, run_dir, "track", cfg["track_seconds"]) if profile else None
+    cpu = CpuWindow(servers, database)
+    before = cpu.snapshot()
     result = loadgen.open_loop(
         rate=cfg["track_rate"],
         seconds=cfg["track_seconds"],
@@ -1070,6 +1099,9 @@ def phase_track(
         make_http=lambda: Http(servers.port, headers=headers),
     )
     summary = result.summary()
+    summary["cpu_percent_of_one_core"] = CpuWindow.usage(before, cpu.snapshot())
+    if spy is not None:
+        spy.wait(timeout=60)
     log(
         f"/v1/track at {cfg['track_rate']}/s: p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms"
     )
@@ -1613,7 +1645,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the web workers during ingestion"
+        "--profile",
+        action="store_true",
+        help="py-spy the web workers during ingestion and /v1/track",
     )
     parser.add_argument(
         "--only",
@@ -1737,7 +1771,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["naive"] = phase_naive(servers, pools, marker, cfg)
             if wanted("track"):
                 log(f"settled in {settle()} s (sync)")
-                results["track"] = phase_track(servers, pools, marker, cfg)
+                results["track"] = phase_track(
+                    servers, pools, marker, cfg, database, args.profile, run_dir
+                )
     finally:
         servers.stop()
     if wanted("timeline"):
