@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
-import time
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -57,25 +57,17 @@ def app_for_key(raw_key: str) -> AppKey | None:
     return AppKey(app=app, kind="write") if app else None
 
 
-# (column, value) -> (monotonic expiry, app). Only keys that exist are kept, and at most
-# _KEY_CACHE_SIZE of them, so unknown keys sent in a flood cannot grow it.
-_key_cache: dict[tuple[str, str], tuple[float, App]] = {}
-_KEY_CACHE_SIZE = 1000
-
-
 def _app_where(column: str, value: str) -> App | None:
-    now = time.monotonic()
-    hit = _key_cache.get((column, value))
-    if hit is not None and hit[0] > now:
-        return copy.copy(hit[1])  # a request may change its App; the cached one stays as read
-    app = App.objects.filter(**{column: value}).first()
-    ttl = settings.APP_KEY_CACHE_SECONDS
-    if app is None or ttl <= 0:
-        _key_cache.pop((column, value), None)
-        return app
-    if len(_key_cache) >= _KEY_CACHE_SIZE:
-        _key_cache.clear()
-    _key_cache[(column, value)] = (now + ttl, copy.copy(app))
+    """The app whose ``column`` is ``value``, through this process's ``app_keys`` cache (a
+    LocMemCache: each hit is a fresh unpickled App, so a request never changes the cached
+    one). Only keys that exist are kept."""
+    cache = caches["app_keys"]
+    cache_key = hashlib.sha256(f"{column}:{value}".encode()).hexdigest()
+    app = cache.get(cache_key)
+    if app is None:
+        app = App.objects.filter(**{column: value}).first()
+        if app is not None:
+            cache.set(cache_key, app, timeout=settings.APP_KEY_CACHE_SECONDS)
     return app
 
 
@@ -88,7 +80,7 @@ def forget_app_keys(**_: Any) -> None:
 
 
 def clear_app_key_cache() -> None:
-    _key_cache.clear()
+    caches["app_keys"].clear()
 
 
 def key_from_header(header: str) -> str | None:

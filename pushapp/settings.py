@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pushapp.env import database_from_url, env_bool, env_int, env_list
 
@@ -76,6 +77,7 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -86,6 +88,14 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Each process's own cache of the app of a key (profiles/authentication.py): never Redis, so
+# that a request authenticates without a round trip. Entries expire after
+# APP_KEY_CACHE_SECONDS; at most 1,000 are kept (a flood of keys cannot grow it).
+CACHES["app_keys"] = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "pushapp-app-keys",
+    "OPTIONS": {"MAX_ENTRIES": 1000},
+}
 
 # Celery: with REDIS_URL, Redis is the broker; without it, tasks run in-process (eagerly).
 CELERY_BROKER_URL = REDIS_URL or "memory://"
