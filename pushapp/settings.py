@@ -105,6 +105,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes the database connections before and after every task unless
+# this is set; pushapp/celery.py applies CONN_MAX_AGE and the health check instead. Celery
+# still closes them every CELERY_DB_REUSE_MAX tasks.
+CELERY_DB_REUSE_MAX = 10_000
 # A short connect timeout: the outbox in PostgreSQL (not the broker) is the truth about
 # pending work, so a request never waits long on an unreachable Redis.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
