@@ -500,6 +500,64 @@ def write_amplification(before: dict[str, Any], after: dict[str, Any], per: int)
     return out
 
 
+class StatementProfile:
+    """PostgreSQL's own time per statement over a window (``pg_stat_statements``, which the
+    bench's cluster preloads): where the database's share of a request goes. Absent (None)
+    when the server does not have the extension loaded (``BENCH_PG_PORT`` servers)."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
+            loaded = conn.execute(
+                "SELECT 'pg_stat_statements' = ANY(string_to_array("
+                "current_setting('shared_preload_libraries'), ', '))"
+            ).fetchone()
+            self.enabled = bool(loaded and loaded[0])
+            if self.enabled:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def reset(self) -> None:
+        if self.enabled:
+            import psycopg
+
+            with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
+                conn.execute("SELECT pg_stat_statements_reset()")
+
+    def top(self, *, per: int, limit: int = 14) -> dict[str, Any] | None:
+        """The statements of the window by total time, in ms per ``per`` (events, requests)."""
+        if not self.enabled:
+            return None
+        import psycopg
+
+        per = max(per, 1)
+        with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT query, calls, total_exec_time + total_plan_time, rows, "
+                "shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_bytes "
+                "FROM pg_stat_statements WHERE dbid = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND query NOT LIKE '%%pg_stat_statements%%' ORDER BY 3 DESC"
+            ).fetchall()
+        total = sum(row[2] for row in rows) or 1.0
+        return {
+            "total_ms_per": round(total / per, 4),
+            "statements": [
+                {
+                    "sql": " ".join(query.split())[:160],
+                    "calls_per": round(calls / per, 3),
+                    "ms_per": round(ms / per, 4),
+                    "share": round(ms / total, 3),
+                    "mean_ms": round(ms / max(calls, 1), 3),
+                    "rows_per_call": round(n / max(calls, 1), 1),
+                    "blocks_dirtied_per": round(dirtied / per, 3),
+                    "wal_bytes_per": round(int(wal) / per),
+                }
+                for query, calls, ms, n, _blocks, dirtied, wal in rows[:limit]
+            ],
+        }
+
+
 def measure_copy(pools: Pools, app_id: int, rows: int, repeats: int = 3) -> dict[str, Any]:
     """``repeats`` COPYs of ``rows / repeats`` rows each (one transaction each); the median
     rate is the figure (PERFORMANCE.md's method), the rows are deleted afterwards."""
@@ -999,6 +1057,8 @@ def phase_ingestion(
     )
     spy = start_py_spy(servers, run_dir, "ingestion", cfg["ingest_seconds"]) if profile else None
     writes_before = write_counters()
+    statements = StatementProfile()
+    statements.reset()
     before = cpu.snapshot()
     merge_thread.start()
     result = loadgen.closed_loop(
@@ -1016,6 +1076,7 @@ def phase_ingestion(
     summary["writes_per_event"] = write_amplification(
         writes_before, write_counters(), summary["events"]
     )
+    summary["postgresql_time_per_event"] = statements.top(per=summary["events"])
     summary["message_mix"] = {k: sum(m.counts[k] for m in makers) for k in makers[0].counts}
     summary["merge_backlog_at_end"] = backlog_at_end
     log(
@@ -1092,6 +1153,8 @@ def phase_track(
 
     spy = start_py_spy(servers, run_dir, "track", cfg["track_seconds"]) if profile else None
     cpu = CpuWindow(servers, database)
+    statements = StatementProfile()
+    statements.reset()
     before = cpu.snapshot()
     result = loadgen.open_loop(
         rate=cfg["track_rate"],
@@ -1101,6 +1164,7 @@ def phase_track(
     )
     summary = result.summary()
     summary["cpu_percent_of_one_core"] = CpuWindow.usage(before, cpu.snapshot())
+    summary["postgresql_time_per_request"] = statements.top(per=summary["requests"])
     if spy is not None:
         spy.wait(timeout=60)
     log(
@@ -1566,6 +1630,25 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             "",
             f"Message mix: {ing.get('message_mix')}; merge backlog at the end of ingestion: {ing.get('merge_backlog_at_end')}, drained in {ing.get('merge_backlog_drained_s')} s",
         ]
+    for label, profile in (
+        ("stored event during ingestion", ing.get("postgresql_time_per_event")),
+        ("/v1/track request", results.get("track", {}).get("postgresql_time_per_request")),
+    ):
+        if profile:
+            lines += [
+                "",
+                f"PostgreSQL's time per {label} (pg_stat_statements, execution and planning, "
+                f"waits included): {profile['total_ms_per']} ms in all; the top statements:",
+                "",
+                "| ms per | share | calls per | mean ms | rows a call | blocks dirtied per | WAL bytes per | statement |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for q in profile["statements"]:
+                sql = q["sql"].replace("|", "\\|")
+                lines.append(
+                    f"| {q['ms_per']} | {q['share']:.0%} | {q['calls_per']} | {q['mean_ms']} | "
+                    f"{q['rows_per_call']} | {q['blocks_dirtied_per']} | {q['wal_bytes_per']} | `{sql}` |"
+                )
     if "statements" in results:
         st = results["statements"]
         lines += [

@@ -85,7 +85,8 @@ if [ -z "${BENCH_PG_PORT:-}" ]; then
   as_postgres "$PG_BIN/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 120 -o "\
     -p $BENCH_PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
     -c shared_buffers=${buffers_mb}MB -c max_wal_size=16GB -c checkpoint_timeout=15min \
-    -c wal_compression=lz4 -c autovacuum=off -c max_connections=100" start >/dev/null
+    -c wal_compression=lz4 -c autovacuum=off -c max_connections=100 \
+    -c shared_preload_libraries=pg_stat_statements" start >/dev/null
   echo "[bench] PostgreSQL: the bench's own cluster on 127.0.0.1:$BENCH_PG_PORT, shared_buffers ${buffers_mb}MB"
 fi
 PG_PORT=$BENCH_PG_PORT
