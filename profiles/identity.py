@@ -891,7 +891,8 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
         moved_aliases = list(
             ProfileAlias.objects.filter(profile=source).values_list("alias", flat=True)
         )
-        ProfileAlias.objects.filter(profile=source).update(profile=target)
+        if moved_aliases:  # a guest has none; its merged_into (set at request) stops new ones
+            ProfileAlias.objects.filter(profile=source).update(profile=target)
         if merge.forced and source.user_id:
             # Rule 6: the source's user id becomes an alias of the target.
             ProfileAlias.objects.get_or_create(
@@ -903,10 +904,14 @@ def merge_run(*, merge_id: int) -> ProfileMerge:
             .values_list("pk", flat=True)
         )
         Profile.objects.filter(pk__in=repointed).update(merged_into=target)
-        target.refresh_from_db(fields=["event_count", "session_count"])
+        # ``target`` was read under its lock in this transaction, after every earlier batch
+        # committed its counts: no refresh. Set-once fields only matter for shared keys.
+        shared_keys = source.attributes.keys() & target.attributes.keys()
         merge.target_prior = {
             "attributes": merge_attributes(
-                source=source, target=target, set_once_keys=_set_once_keys(merge.app_id)
+                source=source,
+                target=target,
+                set_once_keys=_set_once_keys(merge.app_id) if shared_keys else frozenset(),
             ),
             "first_seen_at": _iso(target.first_seen_at),
             "last_seen_at": _iso(target.last_seen_at),

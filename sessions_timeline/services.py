@@ -118,6 +118,17 @@ def sessions_reassign(*, source_id: int, target_id: int) -> int:
     moved = Session.objects.filter(profile_id=source_id).update(
         profile_id=target_id, original_profile_id=Coalesce(F("original_profile_id"), source_id)
     )
+    if connection.vendor == "postgresql":  # one statement instead of read, add, delete
+        table = ProfileDailyActivity._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH moved AS (DELETE FROM {table} WHERE profile_id = %s "
+                "RETURNING day, events) "
+                f"INSERT INTO {table} (profile_id, day, events) SELECT %s, day, events FROM moved "
+                f"ON CONFLICT (profile_id, day) DO UPDATE SET events = {table}.events + EXCLUDED.events",
+                [source_id, target_id],
+            )
+        return moved
     counts: Counter[tuple[int, date]] = Counter()
     for day, events in ProfileDailyActivity.objects.filter(profile_id=source_id).values_list(
         "day", "events"

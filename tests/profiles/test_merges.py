@@ -188,3 +188,31 @@ def test_sweeper_requeues_a_merge_left_pending(api_app: ApiApp, send: Send) -> N
     assert merge.status == "done"
     assert names(Profile.objects.get(user_id="hana")) == {"Guest"}
     assert merges_sweep() == 0
+
+
+def test_a_merge_folds_the_guests_daily_activity_into_the_target(send: Send) -> None:
+    from collections import Counter
+    from datetime import UTC
+
+    from sessions_timeline.models import ProfileDailyActivity
+
+    def daily(profile: Profile) -> dict:
+        rows = ProfileDailyActivity.objects.filter(profile=profile).values_list("day", "events")
+        return dict(rows)
+
+    send(identify("phone", "fay", 0), track("phone", "Phone 1", 1), track("phone", "Phone 2", 1500))
+    # The guest shares one of the target's days and has days of its own.
+    send(
+        track("tablet", "Tab 1", 2), track("tablet", "Tab 2", 1501), track("tablet", "Tab 3", 2900)
+    )
+    guest = profile_of("tablet")
+    assert sum(daily(guest).values()) == 3
+    send(identify("tablet", "fay", 2950))  # a login: the guest merges into fay on commit
+    fay = Profile.objects.get(user_id="fay")
+    assert Profile.objects.get(pk=guest.pk).merged_into_id == fay.pk
+    expected = Counter(
+        moment.astimezone(UTC).date()
+        for moment in Event.objects.filter(profile=fay).values_list("timestamp", flat=True)
+    )
+    assert daily(fay) == dict(expected) and sum(expected.values()) == fay.event_count == 7
+    assert daily(guest) == {}
