@@ -534,7 +534,7 @@ class StatementProfile:
         with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT query, calls, total_exec_time + total_plan_time, rows, "
-                "shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_bytes "
+                "shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_bytes, wal_fpi "
                 "FROM pg_stat_statements WHERE dbid = "
                 "(SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND query NOT LIKE '%%pg_stat_statements%%' ORDER BY 3 DESC"
@@ -552,8 +552,9 @@ class StatementProfile:
                     "rows_per_call": round(n / max(calls, 1), 1),
                     "blocks_dirtied_per": round(dirtied / per, 3),
                     "wal_bytes_per": round(int(wal) / per),
+                    "full_page_images_per": round(fpi / per, 3),
                 }
-                for query, calls, ms, n, _blocks, dirtied, wal in rows[:limit]
+                for query, calls, ms, n, _blocks, dirtied, wal, fpi in rows[:limit]
             ],
         }
 
@@ -1640,14 +1641,15 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                 f"PostgreSQL's time per {label} (pg_stat_statements, execution and planning, "
                 f"waits included): {profile['total_ms_per']} ms in all; the top statements:",
                 "",
-                "| ms per | share | calls per | mean ms | rows a call | blocks dirtied per | WAL bytes per | statement |",
-                "|---|---|---|---|---|---|---|---|",
+                "| ms per | share | calls per | mean ms | rows a call | blocks dirtied per | WAL bytes per | full-page images per | statement |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for q in profile["statements"]:
                 sql = q["sql"].replace("|", "\\|")
                 lines.append(
                     f"| {q['ms_per']} | {q['share']:.0%} | {q['calls_per']} | {q['mean_ms']} | "
-                    f"{q['rows_per_call']} | {q['blocks_dirtied_per']} | {q['wal_bytes_per']} | `{sql}` |"
+                    f"{q['rows_per_call']} | {q['blocks_dirtied_per']} | {q['wal_bytes_per']} | "
+                    f"{q['full_page_images_per']} | `{sql}` |"
                 )
     if "statements" in results:
         st = results["statements"]
@@ -1793,7 +1795,9 @@ def main(argv: list[str] | None = None) -> int:
             "mode": cfg["mode"],
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": git_commit(),
-            "command": "bash bench/run.sh" + (" --quick" if args.quick else ""),
+            "command": " ".join(
+                ["bash bench/run.sh", *(argv if argv is not None else sys.argv[1:])]
+            ),
             "dataset": (
                 f"{database}: ~{profiles_now:,} profiles, ~{events_now:,} events (built with "
                 f"{info['profiles']:,} profiles, {info['events']:,} events incl. a whale of "

@@ -80,6 +80,10 @@ if [ -z "${BENCH_PG_PORT:-}" ]; then
   fi
   ram_mb=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
   buffers_mb=$(( ram_mb / 4 < 8192 ? ram_mb / 4 : 8192 ))
+  if as_postgres "$PG_BIN/pg_ctl" -D "$cluster/data" status >/dev/null 2>&1; then
+    echo "[bench] the bench's cluster in $cluster/data is already running (started by hand?): stop it first" >&2
+    exit 2
+  fi
   BENCH_PG_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   own_cluster=1
   as_postgres "$PG_BIN/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 120 -o "\
