@@ -167,9 +167,25 @@ class MessageMaker:
         self._payload(message)
         return message
 
-    def batch(self, size: int) -> bytes:
+    def batch(self, size: int, *, per_device: int = 1) -> bytes:
+        """``size`` messages of the mix. With ``per_device`` > 1 the batch is shaped like an
+        SDK's: ``size / per_device`` devices drawn from the mix, each followed by more track
+        and screen messages of the same device and user (one app session's worth)."""
         now = datetime.now(UTC)
-        messages = [self.message(now) for _ in range(size)]
+        if per_device <= 1:
+            messages = [self.message(now) for _ in range(size)]
+        else:
+            messages = []
+            for _ in range(max(1, size // per_device)):
+                lead = self.message(now)
+                messages.append(lead)
+                for _ in range(per_device - 1):
+                    follow = self._base("track" if self.rng.random() < 0.55 else "screen", now)
+                    follow["anonymousId"] = lead["anonymousId"]
+                    if "userId" in lead:
+                        follow["userId"] = lead["userId"]
+                    self._payload(follow)
+                    messages.append(follow)
         return orjson.dumps({"batch": messages, "sentAt": iso(now)})
 
     def track(self) -> bytes:

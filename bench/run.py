@@ -62,6 +62,9 @@ def config(quick: bool) -> dict[str, Any]:
         "warmup_seconds": 3 if quick else 5,
         "ingest_seconds": 15 if quick else 60,
         "naive_seconds": 5 if quick else 20,
+        # SDK-shaped batches (information, no target): 10 devices x 10 messages a request.
+        "sdk_seconds": 10 if quick else 30,
+        "sdk_per_device": 10,
         "track_rate": 200,
         "track_seconds": 10 if quick else 30,
         "copy_rows": 50_000 if quick else 200_000,
@@ -978,11 +981,11 @@ def merge_backlog() -> int:
 # -- phases --------------------------------------------------------------------------------------
 
 
-def ingest_request(makers: list[MessageMaker], size: int):
+def ingest_request(makers: list[MessageMaker], size: int, per_device: int = 1):
     def request(client: int, http: Http) -> tuple[int, int, int]:
         import orjson
 
-        status, body = http.post("/v1/batch", makers[client].batch(size))
+        status, body = http.post("/v1/batch", makers[client].batch(size, per_device=per_device))
         if status == 200:
             data = orjson.loads(body)
             return status, int(data.get("accepted", 0)), int(data.get("rejected", 0))
@@ -1098,6 +1101,34 @@ def phase_ingestion(
         spy.wait(timeout=60)
     sampler.stop_event.set()
     return {"ingestion": summary, "merges": merges, "memory": memory}
+
+
+def phase_sdk_shaped(
+    servers: Servers, pools: Pools, marker: dict[str, Any], cfg: dict[str, Any], database: str
+) -> dict[str, Any]:
+    """/v1/batch as SDKs send it: each request holds a few devices with several messages
+    each, so a profile, device and session are written once for many events. Information
+    beside the issue's mix (one message per device), which is the worst case."""
+    headers = basic_auth(marker["info"]["write_key"])
+    makers = [
+        MessageMaker(pools, seed=int(time.time()) + 17, client=n, clients=cfg["clients"])
+        for n in range(cfg["clients"])
+    ]
+    cpu = CpuWindow(servers, database)
+    before = cpu.snapshot()
+    result = loadgen.closed_loop(
+        clients=cfg["clients"],
+        seconds=cfg["sdk_seconds"],
+        request=ingest_request(makers, cfg["batch_size"], cfg["sdk_per_device"]),
+        make_http=lambda: Http(servers.port, headers=headers),
+    )
+    summary = result.summary()
+    summary["cpu_percent_of_one_core"] = CpuWindow.usage(before, cpu.snapshot())
+    summary["message_mix"] = {k: sum(m.counts[k] for m in makers) for k in makers[0].counts}
+    log(
+        f"SDK-shaped ingestion: {summary['events_per_s']:,.0f} events/s, p50 {summary['p50_ms']} ms"
+    )
+    return summary
 
 
 def phase_naive(
@@ -1389,6 +1420,12 @@ def phase_statements(pools: Pools, marker: dict[str, Any]) -> dict[str, Any]:
 # -- targets and reports -------------------------------------------------------------------------
 
 
+def cfg_sdk_shape(results: dict[str, Any]) -> str:
+    cfg = results["meta"]["config"]
+    per = cfg["sdk_per_device"]
+    return f"{cfg['batch_size'] // per} devices x {per} msgs"
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
@@ -1432,6 +1469,21 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     if ing and copy_rate:
         ratio = round(eps / copy_rate, 3)
         add("ingestion / COPY", ratio, "x", ">= 0.30", ratio >= 0.30)
+    sdk = results.get("sdk", {})
+    if sdk:
+        sdk_eps = sdk.get("events_per_s", 0)
+        cpu = sdk.get("cpu_percent_of_one_core", {})
+        busy = cpu.get("machine busy (% of 2 cores x 100)", 0)
+        add(
+            f"ingestion, SDK-shaped batches ({cfg_sdk_shape(results)})",
+            sdk_eps,
+            "events/s",
+            "-",
+            None,
+            (f"{sdk_eps / copy_rate:.3f} x COPY; " if copy_rate else "")
+            + f"p50 {sdk.get('p50_ms')} ms, p99 {sdk.get('p99_ms')} ms, errors {sdk.get('errors')}"
+            + (f"; {busy * 10 / sdk_eps:.2f} ms of the box's CPU per event" if sdk_eps else ""),
+        )
     if naive:
         naive_eps = naive.get("events_per_s", 0)
         add(
@@ -1745,7 +1797,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated phases (copy,ingestion,naive,track,timeline,admin)",
+        help="comma-separated phases (copy,ingestion,sdk,naive,track,timeline,admin)",
     )
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
@@ -1825,7 +1877,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_profiles: list[int] = []
     servers = Servers(database_url=os.environ["DATABASE_URL"], cfg=cfg, run_dir=run_dir)
     try:
-        if wanted("ingestion") or wanted("naive") or wanted("track") or wanted("copy"):
+        if any(wanted(phase) for phase in ("copy", "ingestion", "sdk", "naive", "track")):
             log("starting redis, gunicorn and the Celery worker")
             servers.start()
             headers = basic_auth(info["write_key"])
@@ -1865,6 +1917,9 @@ def main(argv: list[str] | None = None) -> int:
                     log(
                         f"merge {merge['size']:,}: {merge.get('seconds_to_done')} s (status {merge.get('status')})"
                     )
+            if wanted("sdk"):
+                log(f"settled in {settle()} s (sync)")
+                results["sdk"] = phase_sdk_shaped(servers, pools, marker, cfg, database)
             if wanted("naive"):
                 log(f"settled in {settle()} s (sync)")
                 results["naive"] = phase_naive(servers, pools, marker, cfg)
