@@ -77,3 +77,18 @@ def wait_for_url(browser: WebDriver, fragment: str, timeout: float = 10) -> None
         ),
         message=f"no page with {fragment!r} in its address",
     )
+
+
+def wait_for_text(browser: WebDriver, text: str, timeout: float = 10) -> None:
+    """Wait until a submitted page showing ``text`` has loaded, for a form that posts back to
+    its own address (an admin action's confirmation page), where ``wait_for_url`` cannot tell
+    the old page from the new one."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout).until(
+        lambda driver: (
+            text in driver.page_source
+            and driver.execute_script("return document.readyState") == "complete"
+        ),
+        message=f"no page showing {text!r}",
+    )

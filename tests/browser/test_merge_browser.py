@@ -15,7 +15,7 @@ from selenium.webdriver.support.ui import Select
 from events.models import Event
 from profiles.models import AppMembership, Profile, ProfileMerge
 from profiles.services import app_create
-from tests.browser.conftest import login, screenshot, wait_for_url
+from tests.browser.conftest import login, screenshot, wait_for_text, wait_for_url
 from tests.factories import UserFactory
 from tests.messages import identify, track
 
@@ -51,7 +51,8 @@ def test_merge_from_the_list_and_undo_in_chromium(
     Select(browser.find_element(By.NAME, "action")).select_by_value("merge_selected")
     browser.find_element(By.NAME, "index").click()
 
-    assert "What moves into henry" in browser.page_source
+    # The action posts back to the list's own address: wait for the confirmation page itself.
+    wait_for_text(browser, "What moves into henry")
     screenshot(browser, "merge_confirm.png")
     browser.find_element(By.ID, "confirm-merge").click()
     wait_for_url(browser, f"/admin/profiles/profile/{henry.pk}/change/")
