@@ -67,27 +67,31 @@ def sessions_assign(
     return assigned, Counter(session.profile_id for session in sessionizer.new)
 
 
+# Adds the events of an incoming (profile, day) row to the one already there.
+_DAILY_UPSERT = (
+    f"ON CONFLICT (profile_id, day) DO UPDATE SET "
+    f"events = {ProfileDailyActivity._meta.db_table}.events + EXCLUDED.events"
+)
+
+
 def daily_activity_add(*, counts: Counter[tuple[int, date]]) -> None:
     """Add event counts per (profile, day): one upsert statement."""
     if not counts:
         return
     rows = [(profile_id, day, n) for (profile_id, day), n in counts.items()]
     table = ProfileDailyActivity._meta.db_table
-    upsert = (
-        f"ON CONFLICT (profile_id, day) DO UPDATE SET events = {table}.events + EXCLUDED.events"
-    )
     if connection.vendor == "postgresql":
         with binary_cursor() as cursor:  # bound server-side: prepared (pushapp.db.fetch_all)
             cursor.execute(
                 f"INSERT INTO {table} (profile_id, day, events) "
-                "SELECT * FROM unnest(%s::bigint[], %s::date[], %s::int[]) " + upsert,
+                "SELECT * FROM unnest(%s::bigint[], %s::date[], %s::int[]) " + _DAILY_UPSERT,
                 [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
             )
         return
     with connection.cursor() as cursor:
         placeholders = ", ".join(["(%s, %s, %s)"] * len(rows))
         cursor.execute(
-            f"INSERT INTO {table} (profile_id, day, events) VALUES {placeholders} " + upsert,
+            f"INSERT INTO {table} (profile_id, day, events) VALUES {placeholders} " + _DAILY_UPSERT,
             [value for row in rows for value in row],
         )
 
@@ -118,23 +122,15 @@ def sessions_reassign(*, source_id: int, target_id: int) -> int:
     moved = Session.objects.filter(profile_id=source_id).update(
         profile_id=target_id, original_profile_id=Coalesce(F("original_profile_id"), source_id)
     )
-    if connection.vendor == "postgresql":  # one statement instead of read, add, delete
-        table = ProfileDailyActivity._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"WITH moved AS (DELETE FROM {table} WHERE profile_id = %s "
-                "RETURNING day, events) "
-                f"INSERT INTO {table} (profile_id, day, events) SELECT %s, day, events FROM moved "
-                f"ON CONFLICT (profile_id, day) DO UPDATE SET events = {table}.events + EXCLUDED.events",
-                [source_id, target_id],
-            )
-        return moved
-    counts: Counter[tuple[int, date]] = Counter()
-    for day, events in ProfileDailyActivity.objects.filter(profile_id=source_id).values_list(
-        "day", "events"
-    ):
-        counts[(target_id, day)] += events
-    daily_activity_add(counts=counts)
+    # The source's days added to the target's in the database (no rows through Python),
+    # then deleted: two statements on PostgreSQL and SQLite alike.
+    table = ProfileDailyActivity._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (profile_id, day, events) "
+            f"SELECT %s, day, events FROM {table} WHERE profile_id = %s " + _DAILY_UPSERT,
+            [target_id, source_id],
+        )
     ProfileDailyActivity.objects.filter(profile_id=source_id).delete()
     return moved
 
