@@ -537,7 +537,7 @@ class StatementProfile:
         with psycopg.connect(psycopg_conninfo(), autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT query, calls, total_exec_time + total_plan_time, rows, "
-                "shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_bytes, wal_fpi "
+                "shared_blks_dirtied, wal_bytes, wal_fpi "
                 "FROM pg_stat_statements WHERE dbid = "
                 "(SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND query NOT LIKE '%%pg_stat_statements%%' ORDER BY 3 DESC"
@@ -557,7 +557,7 @@ class StatementProfile:
                     "wal_bytes_per": round(int(wal) / per),
                     "full_page_images_per": round(fpi / per, 3),
                 }
-                for query, calls, ms, n, _blocks, dirtied, wal, fpi in rows[:limit]
+                for query, calls, ms, n, dirtied, wal, fpi in rows[:limit]
             ],
         }
 
@@ -1420,12 +1420,6 @@ def phase_statements(pools: Pools, marker: dict[str, Any]) -> dict[str, Any]:
 # -- targets and reports -------------------------------------------------------------------------
 
 
-def cfg_sdk_shape(results: dict[str, Any]) -> str:
-    cfg = results["meta"]["config"]
-    per = cfg["sdk_per_device"]
-    return f"{cfg['batch_size'] // per} devices x {per} msgs"
-
-
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
@@ -1474,8 +1468,10 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         sdk_eps = sdk.get("events_per_s", 0)
         cpu = sdk.get("cpu_percent_of_one_core", {})
         busy = cpu.get("machine busy (% of 2 cores x 100)", 0)
+        per = results["meta"]["config"]["sdk_per_device"]
+        devices = results["meta"]["config"]["batch_size"] // per
         add(
-            f"ingestion, SDK-shaped batches ({cfg_sdk_shape(results)})",
+            f"ingestion, SDK-shaped batches ({devices} devices x {per} msgs)",
             sdk_eps,
             "events/s",
             "-",
